@@ -1,0 +1,3 @@
+"""llm-finetuning: fine-tune language models for text classification with Kedro."""
+
+__version__ = "0.1.0"
