@@ -196,10 +196,7 @@ def test_task_parameters_are_accepted_by_the_packaged_kedro_run(
         context = run_command.make_context("llm-finetuning", arguments)
 
         assert context.params["env"] == "databricks"
-        assert (
-            context.params["pipelines"] == (task["task_key"],)
-            or context.params.get("pipeline") == task["task_key"]
-        )
+        assert context.params["pipeline"] == task["task_key"]
         runtime = context.params["params"]
         volume_root = "/".join(conf_source.split("/")[:5])
         assert runtime["volume_root"] == volume_root
