@@ -1,0 +1,680 @@
+"""Nodes of the ``data_processing`` pipeline.
+
+Raw labelled text from any supported source -> validated, cleaned splits and a data
+quality report -> stratified train / validation / test samples -> unpadded token ids
+for the model the training pipeline fine-tunes.
+
+Every node is a pure function of its inputs and parameters; the catalog does the I/O.
+Intermediates before validation stay in memory, so bad input stops the run before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+    List,
+    Value,
+)
+from sklearn.model_selection import train_test_split
+from transformers import PreTrainedTokenizerBase
+
+from llm_finetuning.models import ModelSpec, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+ROW_ID, TEXT, LABEL = "row_id", "text", "label"
+# A column some sources (the aclImdb dataset) carry to say which file a row came from.
+FILE_COLUMN = "file"
+ROWS_SHOWN = 5
+SPLITS = ("train", "validation", "test")
+_HTML_LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
+
+# Compact on disk and in memory: GPT-2 ids fit in int32 and the mask is all ones
+# (no padding), so int8 is enough. The training collator converts to int64 tensors.
+TOKENIZED_FEATURES = Features(
+    {
+        ROW_ID: Value("int64"),
+        "input_ids": List(Value("int32")),
+        "attention_mask": List(Value("int8")),
+        "labels": Value("int64"),
+        "length": Value("int32"),
+    }
+)
+# Token count before truncation: only for the summary, dropped before saving.
+_UNTRUNCATED = "untruncated_length"
+
+_Params = TypeVar("_Params")
+
+
+def _from_params(cls: type[_Params], params: Mapping[str, Any], block: str) -> _Params:
+    """Build a parameter dataclass, naming the block when a key is unknown."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(params or {}) - known
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {sorted(unknown)} in parameters '{block}'; "
+            f"expected some of {sorted(known)}"
+        )
+    return cls(**dict(params or {}))
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """``data_processing.source``: where the text and labels are in the raw data.
+
+    Attributes:
+        text_column: Column holding the text.
+        label_column: Column holding the raw label.
+        label_mapping: Raw label value -> class id (0..K-1); several raw values may
+            share an id (e.g. star ratings). ``None``: labels already are the ids.
+        label_names: Class names ordered by id. Defaults to the first raw value
+            mapped to each id.
+        train_split: Name of the raw split that provides train (and validation).
+        test_split: Name of the raw split that provides test; ``None`` carves test
+            from ``train_split`` (for a single table of labelled text).
+    """
+
+    text_column: str = "text"
+    label_column: str = "label"
+    label_mapping: dict[Any, int] | None = None
+    label_names: list[str] | None = None
+    train_split: str = "train"
+    test_split: str | None = "test"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SourceParams:
+        spec = _from_params(cls, params, "data_processing.source")
+        spec.class_names()  # validates the mapping and the names together
+        return spec
+
+    def class_names(self) -> list[str]:
+        """Class names by id, checked against the mapping."""
+        if self.label_mapping is None:
+            if not self.label_names:
+                raise ValueError(
+                    "data_processing.source needs label_names when label_mapping is "
+                    "null (labels are then the class ids 0..K-1)"
+                )
+            return [str(name) for name in self.label_names]
+        ids = sorted(set(self.label_mapping.values()))
+        if ids != list(range(len(ids))) or not all(isinstance(i, int) for i in ids):
+            raise ValueError(
+                "data_processing.source.label_mapping must map raw labels to the "
+                f"class ids 0..K-1, got ids {ids}"
+            )
+        if self.label_names is None:
+            first_raw = {}
+            for raw, class_id in self.label_mapping.items():
+                first_raw.setdefault(class_id, str(raw))
+            return [first_raw[i] for i in ids]
+        if len(self.label_names) != len(ids):
+            raise ValueError(
+                f"data_processing.source.label_names has {len(self.label_names)} "
+                f"names for {len(ids)} class ids in label_mapping"
+            )
+        return [str(name) for name in self.label_names]
+
+    def label_lookup(self) -> dict[str, int]:
+        """Raw label (as text) -> class id; identity on 0..K-1 without a mapping."""
+        if self.label_mapping is None:
+            return {str(i): i for i in range(len(self.class_names()))}
+        return {str(raw): class_id for raw, class_id in self.label_mapping.items()}
+
+
+@dataclass(frozen=True)
+class CleaningParams:
+    """``data_processing.cleaning``.
+
+    Attributes:
+        html_line_breaks_to_newlines: Turn ``<br />`` (IMDB's line breaks) into
+            newlines before stripping.
+    """
+
+    html_line_breaks_to_newlines: bool = True
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CleaningParams:
+        return _from_params(cls, params, "data_processing.cleaning")
+
+
+SampleSize = int | Literal["all"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """``data_processing.sampling``: rows per split, a count or ``all``.
+
+    Validation is carved from the train split (never from test); train then takes
+    ``train_size`` of what is left.
+    """
+
+    train_size: SampleSize = 1_000
+    validation_size: int = 500
+    test_size: SampleSize = 500
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SamplingParams:
+        spec = _from_params(cls, params, "data_processing.sampling")
+        for name in ("train_size", "validation_size", "test_size"):
+            value = getattr(spec, name)
+            is_count = isinstance(value, int) and not isinstance(value, bool)
+            if value == "all" and name != "validation_size":
+                continue
+            if not is_count or value < 0:
+                allowed = "a count >= 0" + (
+                    "" if name == "validation_size" else " or 'all'"
+                )
+                raise ValueError(
+                    f"data_processing.sampling.{name} must be {allowed}, not {value!r}"
+                )
+        return spec
+
+
+@dataclass(frozen=True)
+class TokenizationParams:
+    """``data_processing.tokenization``.
+
+    Attributes:
+        batch_size: Reviews per call of the fast tokenizer in ``Dataset.map``.
+    """
+
+    batch_size: int = 1_000
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TokenizationParams:
+        spec = _from_params(cls, params, "data_processing.tokenization")
+        if spec.batch_size < 1:
+            raise ValueError("data_processing.tokenization.batch_size must be positive")
+        return spec
+
+
+@dataclass
+class RawSplit:
+    """One raw split as a table, with where it came from (for error messages).
+
+    ``frame`` has ``row_id`` (position in the source split), ``text`` and ``label``
+    with the source's values untouched, plus ``file`` when the source names files.
+    """
+
+    frame: pd.DataFrame
+    source: str
+
+
+class DataValidationError(ValueError):
+    """Raw data that cannot be used; the message names source, column and rows."""
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load_raw_splits(
+    raw_reviews: Any, source_params: dict[str, Any]
+) -> dict[str, RawSplit]:
+    """Pick the train and test splits out of whatever ``raw_reviews`` loaded as.
+
+    Accepts a Hugging Face ``DatasetDict`` (``huggingface.HFDataset`` and friends), a
+    ``PartitionedDataset``'s dict of load functions (one file per split), a dict of
+    DataFrames (``AclImdbDataset``) or one table (a single file: split
+    ``train_split``). Columns are renamed to ``text`` and ``label``; values are
+    checked by :func:`validate_and_clean`.
+
+    Returns:
+        ``{"train": ..., "test": ...}`` (no ``test`` when ``test_split`` is null).
+    """
+    params = SourceParams.from_params(source_params)
+    available = _as_split_mapping(raw_reviews, params)
+    roles = {"train": params.train_split}
+    if params.test_split is not None:
+        roles["test"] = params.test_split
+    missing = [name for name in roles.values() if name not in available]
+    if missing:
+        raise DataValidationError(
+            f"raw_reviews has no split(s) {missing}; it has {sorted(available)}. "
+            "Set data_processing.source.train_split / test_split."
+        )
+    return {
+        role: _read_split(available[name], name, params) for role, name in roles.items()
+    }
+
+
+def _as_split_mapping(raw_reviews: Any, params: SourceParams) -> dict[str, Any]:
+    if isinstance(raw_reviews, IterableDatasetDict | IterableDataset):
+        raise DataValidationError(
+            "raw_reviews is a streaming (iterable) dataset; load it without "
+            "streaming=True so it can be deduplicated and sampled"
+        )
+    if isinstance(raw_reviews, Mapping):
+        return {str(name): split for name, split in raw_reviews.items()}
+    if isinstance(raw_reviews, pd.DataFrame | Dataset):
+        if params.test_split is not None:
+            raise DataValidationError(
+                "raw_reviews is a single table, so it has no test split: set "
+                "data_processing.source.test_split to null to carve test from it"
+            )
+        return {params.train_split: raw_reviews}
+    raise DataValidationError(
+        f"raw_reviews loaded as {type(raw_reviews).__name__}; expected a DatasetDict, "
+        "a dict of DataFrames or load functions (PartitionedDataset), or one table"
+    )
+
+
+def _describe_loader(loader: Callable[[], Any], split: str) -> str:
+    """Name the file behind a PartitionedDataset load function, where it has one."""
+    dataset = getattr(loader, "__self__", None)
+    filepath = getattr(dataset, "_filepath", None)
+    if filepath is not None:
+        return f"raw_reviews split '{split}' (file {filepath})"
+    return f"raw_reviews split '{split}' ({dataset or loader})"
+
+
+def _read_split(raw: Any, split: str, params: SourceParams) -> RawSplit:
+    source = f"raw_reviews split '{split}'"
+    if callable(raw) and not isinstance(raw, pd.DataFrame | Dataset):
+        source = _describe_loader(raw, split)
+        try:
+            raw = raw()
+        except Exception as exc:
+            raise DataValidationError(f"Cannot read {source}: {exc}") from exc
+    if isinstance(raw, Dataset):
+        name = raw.info.dataset_name or raw.info.builder_name
+        if name:
+            source = f"{source} (Hugging Face dataset {name})"
+        frame = raw.to_pandas()
+    elif isinstance(raw, pd.DataFrame):
+        frame = raw
+    else:
+        raise DataValidationError(
+            f"{source} loaded as {type(raw).__name__}, not a table"
+        )
+    if frame.empty:
+        raise DataValidationError(f"{source} is empty: no rows")
+    wanted = {params.text_column: "text_column", params.label_column: "label_column"}
+    missing = [column for column in wanted if column not in frame.columns]
+    if missing:
+        settings = ", ".join(f"data_processing.source.{wanted[c]}" for c in missing)
+        raise DataValidationError(
+            f"{source} has no column(s) {missing}; its columns are "
+            f"{list(frame.columns)}. Set {settings}."
+        )
+    table = pd.DataFrame(
+        {
+            ROW_ID: np.arange(len(frame), dtype="int64"),
+            TEXT: frame[params.text_column].to_numpy(dtype=object),
+            LABEL: frame[params.label_column].to_numpy(dtype=object),
+        }
+    )
+    if FILE_COLUMN in frame.columns:
+        table[FILE_COLUMN] = frame[FILE_COLUMN].to_numpy(dtype=object)
+    return RawSplit(frame=table, source=source)
+
+
+# ----------------------------------------------------------------------- validate
+
+
+def validate_and_clean(
+    raw_splits: dict[str, RawSplit],
+    source_params: dict[str, Any],
+    cleaning_params: dict[str, Any],
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[str]]:
+    """Check the raw splits, clean the text, map labels and remove duplicates and leaks.
+
+    Stops with :class:`DataValidationError` (naming source, column and rows) on a
+    label outside the mapping, a text that is not a string, or a split without any
+    non-empty text. Otherwise removes, and counts per reason: missing or empty text,
+    exact duplicates within a split, texts seen with different labels in a split, and
+    train texts that are also in test (evaluation leakage).
+
+    Returns:
+        The clean splits (``row_id``, ``text``, ``label`` as class id), the data
+        quality report and the class names by id.
+    """
+    source = SourceParams.from_params(source_params)
+    cleaning = CleaningParams.from_params(cleaning_params)
+    names = source.class_names()
+    lookup = source.label_lookup()
+
+    # Check every split before cleaning any, so one run reports the first bad split.
+    checked = {
+        role: _checked_split(raw, source, lookup, cleaning)
+        for role, raw in raw_splits.items()
+    }
+    report: dict[str, Any] = {"label_names": names, "splits": {}}
+    clean: dict[str, pd.DataFrame] = {}
+    for role, (table, empty_labels) in checked.items():
+        clean[role], duplicates = _drop_duplicates(table)
+        report["splits"][role] = {
+            "source": raw_splits[role].source,
+            "rows_before": len(raw_splits[role].frame),
+            "labels_before": _label_counts(
+                pd.concat([table[LABEL], empty_labels]), names
+            ),
+            "removed": {"empty_text": len(empty_labels), **duplicates},
+        }
+    if "test" in clean:
+        in_test = clean["train"][TEXT].isin(set(clean["test"][TEXT]))
+        clean["train"] = clean["train"][~in_test]
+        report["splits"]["train"]["removed"]["in_test_split"] = int(in_test.sum())
+    for role, table in clean.items():
+        if table.empty:
+            raise DataValidationError(
+                f"{raw_splits[role].source}: no rows left after cleaning "
+                f"({report['splits'][role]['removed']})"
+            )
+        clean[role] = table.reset_index(drop=True)
+        entry = report["splits"][role]
+        entry["rows_after"] = len(table)
+        entry["labels_after"] = _label_counts(table[LABEL], names)
+    logger.info("Data quality report:\n%s", json.dumps(report, indent=2))
+    return clean, report, names
+
+
+def _checked_split(
+    raw: RawSplit,
+    source: SourceParams,
+    lookup: dict[str, int],
+    cleaning: CleaningParams,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Map labels and clean text of one split; returns it and the labels of empty rows.
+
+    Raises on bad types and unknown labels; rows with missing or blank text are left
+    out (their labels are returned so the report can count them).
+    """
+    frame = raw.frame
+    text = frame[TEXT]
+    missing = text.isna().to_numpy()
+    not_string = ~missing & ~np.fromiter(
+        (isinstance(value, str) for value in text), dtype=bool, count=len(text)
+    )
+    if not_string.any():
+        kinds = sorted({type(v).__name__ for v in text[not_string]})
+        raise DataValidationError(
+            f"{raw.source}: column '{source.text_column}' must hold text, but "
+            f"{_rows(frame, not_string)} hold {', '.join(kinds)}"
+        )
+    labels = _map_labels(frame[LABEL], lookup)
+    unknown = labels.isna().to_numpy()
+    if unknown.any():
+        values = sorted({repr(v) for v in frame[LABEL][unknown]})[:ROWS_SHOWN]
+        raise DataValidationError(
+            f"{raw.source}: column '{source.label_column}' has labels outside "
+            f"data_processing.source.label_mapping {sorted(lookup)} in "
+            f"{_rows(frame, unknown)}: values {', '.join(values)}"
+        )
+    cleaned = text.where(~missing, "").astype(str)
+    if cleaning.html_line_breaks_to_newlines:
+        cleaned = cleaned.str.replace(_HTML_LINE_BREAK, "\n", regex=True)
+    cleaned = cleaned.str.strip()
+    empty = (cleaned == "").to_numpy()
+    if empty.all():
+        raise DataValidationError(
+            f"{raw.source}: column '{source.text_column}' has no non-empty text in "
+            f"any of its {len(frame)} rows"
+        )
+    table = pd.DataFrame(
+        {
+            ROW_ID: frame[ROW_ID].astype("int64"),
+            TEXT: cleaned,
+            LABEL: labels.astype("int64"),
+        }
+    )
+    return table[~empty], table[LABEL][empty]
+
+
+def _map_labels(raw_labels: pd.Series, lookup: dict[str, int]) -> pd.Series:
+    """Class id per row (NaN where the raw value is not in the mapping).
+
+    Raw values are compared as text, so ``1``, ``1.0`` (CSV columns with gaps) and
+    ``"1"`` all match a mapping key ``1``.
+    """
+
+    def key(value: Any) -> str | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return str(int(value))
+        if isinstance(value, np.integer):
+            return str(int(value))
+        return str(value)
+
+    ids = {value: lookup.get(key(value)) for value in pd.unique(raw_labels)}
+    return raw_labels.map(ids).astype("float64")
+
+
+def _drop_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep the first of exact duplicates; drop texts seen with different labels."""
+    duplicate = table.duplicated([TEXT, LABEL], keep="first")
+    unique = table[~duplicate]
+    conflicting = unique[TEXT].duplicated(keep=False)
+    return unique[~conflicting], {
+        "duplicate": int(duplicate.sum()),
+        "conflicting_labels": int(conflicting.sum()),
+    }
+
+
+def _label_counts(labels: pd.Series, names: list[str]) -> dict[str, int]:
+    counts = labels.value_counts()
+    return {name: int(counts.get(i, 0)) for i, name in enumerate(names)}
+
+
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> str:
+    """'rows 3, 17 and 2 more' (0-based positions in the source split), with files."""
+    positions = np.flatnonzero(mask)
+    shown = []
+    for position in positions[:ROWS_SHOWN]:
+        row = f"{frame[ROW_ID].iat[position]}"
+        if FILE_COLUMN in frame.columns:
+            row += f" ({frame[FILE_COLUMN].iat[position]})"
+        shown.append(row)
+    more = len(positions) - len(shown)
+    noun = "row" if len(positions) == 1 else "rows"
+    return f"{noun} {', '.join(shown)}" + (f" and {more} more" if more else "")
+
+
+# ------------------------------------------------------------------------- sample
+
+
+def sample_splits(
+    clean_splits: dict[str, pd.DataFrame],
+    sampling_params: dict[str, Any],
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Draw stratified, seeded train, validation and test samples.
+
+    Validation comes from the train split only; test from the test split (or, when
+    the source has none, carved from train first). Each sample keeps the label
+    proportions of the split it is drawn from and is ordered by ``row_id``.
+    """
+    params = SamplingParams.from_params(sampling_params)
+    pool = clean_splits["train"]
+    if "test" in clean_splits:
+        test, _ = _stratified_take(clean_splits["test"], params.test_size, seed, "test")
+    else:
+        if params.test_size == "all":
+            raise ValueError(
+                "data_processing.sampling.test_size cannot be 'all' when test is "
+                "carved from the train split (source.test_split is null)"
+            )
+        test, pool = _stratified_take(pool, params.test_size, seed, "test")
+    validation, pool = _stratified_take(
+        pool, params.validation_size, seed, "validation"
+    )
+    train, _ = _stratified_take(pool, params.train_size, seed, "train")
+    samples = tuple(
+        frame.sort_values(ROW_ID).reset_index(drop=True)[[ROW_ID, TEXT, LABEL]]
+        for frame in (train, validation, test)
+    )
+    logger.info(
+        "Sampled %s reviews (train / validation / test), seed %d",
+        " / ".join(str(len(frame)) for frame in samples),
+        seed,
+    )
+    return samples  # type: ignore[return-value]
+
+
+def _stratified_take(
+    frame: pd.DataFrame, size: SampleSize, seed: int, what: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified sample of ``size`` rows and the rest."""
+    if size == "all" or size == len(frame):
+        return frame, frame.iloc[:0]
+    if size == 0:
+        return frame.iloc[:0], frame
+    if size > len(frame):
+        raise ValueError(
+            f"data_processing.sampling asks for {size} {what} reviews but only "
+            f"{len(frame)} are available after cleaning; use a smaller size or 'all'"
+        )
+    try:
+        taken, rest = train_test_split(
+            frame, train_size=size, stratify=frame[LABEL], random_state=seed
+        )
+    except ValueError as exc:
+        counts = frame[LABEL].value_counts().sort_index().to_dict()
+        raise ValueError(
+            f"Cannot draw a stratified sample of {size} {what} reviews from "
+            f"{len(frame)} with label counts {counts}: {exc}"
+        ) from exc
+    return taken, rest
+
+
+# ----------------------------------------------------------------------- tokenize
+
+
+def tokenize_splits(
+    train_reviews: pd.DataFrame,
+    validation_reviews: pd.DataFrame,
+    test_reviews: pd.DataFrame,
+    model_params: dict[str, Any],
+    tokenization_params: dict[str, Any],
+) -> tuple[DatasetDict, dict[str, Any]]:
+    """Tokenize the samples with the training model's tokenizer, without padding.
+
+    Batches go through the fast (Rust) tokenizer via ``Dataset.map`` with a progress
+    bar; texts are truncated at ``model.max_length``. Padding is left to the training
+    collator (per batch), so no padding tokens are stored.
+
+    Returns:
+        ``DatasetDict`` ``train``/``validation``/``test`` with ``row_id``,
+        ``input_ids``, ``attention_mask``, ``labels`` and ``length`` (tokens kept),
+        and the token-length summary per split (lengths before truncation).
+    """
+    spec = ModelSpec.from_params(model_params)
+    params = TokenizationParams.from_params(tokenization_params)
+    tokenizer = load_tokenizer(spec)
+    if not tokenizer.is_fast:
+        raise ValueError(
+            f"Tokenizer '{spec.tokenizer_location}' has no fast (Rust) version; "
+            "the pipeline needs one for batched tokenization"
+        )
+    frames = dict(
+        zip(SPLITS, (train_reviews, validation_reviews, test_reviews), strict=True)
+    )
+    tokenized, summary = (
+        {},
+        {"tokenizer": spec.tokenizer_location, "max_length": spec.max_length},
+    )
+    for split, frame in frames.items():
+        started = time.perf_counter()
+        with_lengths = _tokenize_frame(frame, tokenizer, spec.max_length, params, split)
+        elapsed = time.perf_counter() - started
+        summary[split] = _length_summary(
+            with_lengths[_UNTRUNCATED], with_lengths["length"], spec.max_length
+        )
+        tokenized[split] = with_lengths.remove_columns(_UNTRUNCATED)
+        logger.info(
+            "Tokenized %d %s reviews in %.1f s (%.0f reviews/s, %.0f tokens/s)",
+            len(frame),
+            split,
+            elapsed,
+            len(frame) / max(elapsed, 1e-9),
+            sum(with_lengths["length"]) / max(elapsed, 1e-9),
+        )
+    logger.info("Token lengths:\n%s", json.dumps(summary, indent=2))
+    return DatasetDict(tokenized), summary
+
+
+def _tokenize_frame(
+    frame: pd.DataFrame,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    params: TokenizationParams,
+    split: str,
+) -> Dataset:
+    features = Features({**TOKENIZED_FEATURES, _UNTRUNCATED: Value("int32")})
+    if frame.empty:
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    reviews = Dataset.from_pandas(frame[[ROW_ID, TEXT, LABEL]], preserve_index=False)
+    return reviews.map(
+        partial(
+            _tokenize_batch,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            specials=tokenizer.num_special_tokens_to_add(pair=False),
+        ),
+        batched=True,
+        batch_size=params.batch_size,
+        remove_columns=[TEXT, LABEL],
+        features=features,
+        desc=f"Tokenizing {split}",
+    )
+
+
+def _tokenize_batch(
+    batch: dict[str, list[Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    specials: int,
+) -> dict[str, list[Any]]:
+    encoded = tokenizer(batch[TEXT], truncation=True, max_length=max_length)
+    # The fast tokenizer keeps what truncation cut off as overflowing pieces, each
+    # with its own special tokens: their sizes give the length before truncation
+    # without tokenizing twice.
+    untruncated = [
+        len(encoding.ids)
+        + sum(len(piece.ids) - specials for piece in encoding.overflowing)
+        for encoding in encoded.encodings
+    ]
+    return {
+        "input_ids": encoded["input_ids"],
+        "attention_mask": encoded["attention_mask"],
+        "labels": batch[LABEL],
+        "length": [len(ids) for ids in encoded["input_ids"]],
+        _UNTRUNCATED: untruncated,
+    }
+
+
+def _length_summary(
+    untruncated: list[int], kept: list[int], max_length: int
+) -> dict[str, float | int]:
+    """Token counts before truncation (mean, percentiles, max) and the share cut."""
+    if len(untruncated) == 0:
+        return {"reviews": 0}
+    lengths = np.asarray(untruncated)
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+    return {
+        "reviews": int(lengths.size),
+        "mean": round(float(lengths.mean()), 1),
+        "p50": round(float(p50), 1),
+        "p90": round(float(p90), 1),
+        "p99": round(float(p99), 1),
+        "max": int(lengths.max()),
+        "share_truncated": round(float((lengths > max_length).mean()), 4),
+        "tokens_kept": int(np.sum(kept)),
+    }
