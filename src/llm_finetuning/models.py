@@ -3,15 +3,30 @@
 ``ModelSpec`` is the typed form of the ``model`` parameters block shared by the
 ``data_processing`` pipeline (which tokenizes) and the ``training`` pipeline (which
 builds the model), so both always use the same tokenizer.
+
+``build_classifier`` is the model factory: any Hugging Face sequence-classification
+architecture from a Hub id, a local folder, a GGUF file or a small config, with the label
+map and pad token set. ``LoraSpec``/``apply_lora``/``model_for_saving`` add parameter-
+efficient fine-tuning through peft.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +82,9 @@ class ModelSpec:
         if spec.source == "gguf" and not spec.gguf_file:
             raise ValueError("model.source 'gguf' needs model.gguf_file")
         if spec.max_length < 1:
-            raise ValueError(f"model.max_length must be positive, not {spec.max_length}")
+            raise ValueError(
+                f"model.max_length must be positive, not {spec.max_length}"
+            )
         return spec
 
     @property
@@ -75,7 +92,9 @@ class ModelSpec:
         """Hub id or folder the tokenizer is loaded from."""
         location = self.tokenizer_name_or_path or self.name_or_path
         if not location:
-            raise ValueError("model.name_or_path or model.tokenizer_name_or_path is required")
+            raise ValueError(
+                "model.name_or_path or model.tokenizer_name_or_path is required"
+            )
         return location
 
 
@@ -105,3 +124,215 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
         )
     tokenizer.model_max_length = spec.max_length
     return tokenizer
+
+
+# Names sequence-classification heads go by in transformers (GPT-2/Llama: ``score``,
+# BERT-likes: ``classifier``, BART-likes: ``classification_head``).
+_HEAD_NAMES = ("score", "classifier", "classification_head")
+
+
+def build_classifier(
+    spec: ModelSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    label_names: Sequence[str],
+) -> PreTrainedModel:
+    """Build the sequence-classification model ``spec`` describes, ready to fine-tune.
+
+    The classification head gets one output per label with ``id2label``/``label2id``
+    from ``label_names``, so the saved model names its classes. Decoder models (GPT-2,
+    Llama, ...) pool the last non-pad token, so ``pad_token_id`` is set from the
+    tokenizer. Weights are loaded in float32: mixed precision is the Trainer's job and
+    needs full-precision master weights.
+
+    Args:
+        spec: Where the model comes from (see :class:`ModelSpec`).
+        tokenizer: The tokenizer from :func:`load_tokenizer` for the same ``spec``.
+        label_names: Class names; index = label id.
+
+    Raises:
+        ValueError: On fewer than two labels, a missing local folder or a tokenizer
+            whose vocabulary does not fit the model's embeddings.
+    """
+    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+        raise ValueError(
+            f"label_names must hold at least two distinct names, got {list(label_names)}"
+        )
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    if spec.source == "config":
+        model = _model_from_architecture(spec, tokenizer, labels)
+    else:
+        model = _pretrained_model(spec, labels)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    embedding_rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embedding_rows:
+        raise ValueError(
+            f"The tokenizer '{spec.tokenizer_location}' has {len(tokenizer)} tokens but "
+            f"the model has {embedding_rows} embedding rows: they do not belong together"
+        )
+    return model
+
+
+def _model_from_architecture(
+    spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, labels: dict[str, Any]
+) -> PreTrainedModel:
+    """A randomly initialised model from ``spec.architecture`` (tests and the demo)."""
+    architecture = dict(spec.architecture)
+    model_type = architecture.pop("model_type", None)
+    if not model_type:
+        raise ValueError(
+            "model.architecture needs a model_type (gpt2, llama, bert, ...)"
+        )
+    # Special-token ids default to the original vocabulary's (GPT-2: 50256), which
+    # lies outside a small tokenizer's vocabulary: take them from the tokenizer.
+    token_ids = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    config = AutoConfig.for_model(model_type, **{**token_ids, **architecture, **labels})
+    return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+
+
+def _pretrained_model(spec: ModelSpec, labels: dict[str, Any]) -> PreTrainedModel:
+    """Pretrained weights from the Hub, a local folder or a GGUF file."""
+    location = spec.name_or_path
+    if not location:
+        raise ValueError(f"model.source {spec.source!r} needs model.name_or_path")
+    if spec.source in ("local", "gguf") and not Path(location).is_dir():
+        raise ValueError(f"model.name_or_path '{location}' is not a folder")
+    kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
+    if spec.source == "gguf":
+        gguf_path = Path(location) / str(spec.gguf_file)
+        if not gguf_path.is_file():
+            raise ValueError(f"GGUF file '{gguf_path}' not found")
+        kwargs["gguf_file"] = spec.gguf_file
+    # A checkpoint that already has a head for another number of classes gets a new
+    # head (transformers logs which weights were re-initialised).
+    model = AutoModelForSequenceClassification.from_pretrained(
+        location, dtype=torch.float32, ignore_mismatched_sizes=True, **labels, **kwargs
+    )
+    if spec.source == "gguf":
+        model = _plain_copy(model)
+    return model
+
+
+def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """Copy a GGUF-loaded model's dequantised weights into a plain model.
+
+    transformers flags a model loaded from GGUF as quantized and ``Trainer`` refuses to
+    fine-tune it; the weights themselves are already dequantised to float32.
+    """
+    config = copy.deepcopy(model.config)
+    for attribute in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attribute):
+            delattr(config, attribute)
+    plain = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    return plain
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA settings (the ``training.lora`` parameters block).
+
+    Attributes:
+        enabled: Train low-rank adapters instead of all weights.
+        r: Adapter rank.
+        alpha: Scaling numerator (the update is scaled by ``alpha / r``).
+        dropout: Dropout on the adapter input.
+        target_modules: Module names to adapt; ``None`` uses peft's defaults for the
+            architecture (GPT-2: ``c_attn``; Llama: ``q_proj``, ``v_proj``; BERT:
+            ``query``, ``value``).
+        modules_to_save: Modules trained in full beside the adapters; ``None`` finds
+            the classification head (``score``, ``classifier``, ...), which starts
+            random and must learn.
+        merge_on_save: Fold the adapters into the weights before saving, so the saved
+            folder is a plain model. ``False`` saves the adapter alone; loading it needs
+            the base model by name, so it requires ``model.source`` hub or local.
+    """
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None
+    modules_to_save: tuple[str, ...] | None = None
+    merge_on_save: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> LoraSpec:
+        """Build from the ``lora`` parameters block, rejecting unknown keys."""
+        params = dict(params or {})
+        unknown = set(params) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"Unknown key(s) {sorted(unknown)} in the 'training.lora' parameters; "
+                f"expected some of {sorted(cls.__dataclass_fields__)}"
+            )
+        for key in ("target_modules", "modules_to_save"):
+            if isinstance(params.get(key), str):
+                params[key] = (params[key],)
+            elif params.get(key) is not None:
+                params[key] = tuple(params[key])
+        spec = cls(**params)
+        if spec.r < 1 or spec.alpha <= 0 or not 0 <= spec.dropout < 1:
+            raise ValueError(
+                f"training.lora needs r >= 1, alpha > 0 and 0 <= dropout < 1, got {spec}"
+            )
+        return spec
+
+
+def apply_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
+    """Wrap ``model`` with LoRA adapters; only they and the head stay trainable."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    modules_to_save = lora.modules_to_save or _classification_head(model)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules) if lora.target_modules else None,
+        modules_to_save=list(modules_to_save),
+    )
+    return get_peft_model(model, config)
+
+
+def _classification_head(model: PreTrainedModel) -> tuple[str, ...]:
+    """Name of the classification head among the model's top-level modules."""
+    children = {name for name, _ in model.named_children()}
+    heads = tuple(name for name in _HEAD_NAMES if name in children)
+    if not heads:
+        raise ValueError(
+            f"No classification head ({', '.join(_HEAD_NAMES)}) found in "
+            f"{type(model).__name__} (modules: {sorted(children)}): set "
+            "training.lora.modules_to_save"
+        )
+    return heads
+
+
+def model_for_saving(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
+    """The model to save: LoRA adapters merged into the weights when asked."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and lora.merge_on_save:
+        return model.merge_and_unload()
+    return model
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Total, trainable and non-embedding parameter counts (the last feeds the FLOPs)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    embeddings = sum(
+        module.weight.numel()
+        for module in model.modules()
+        if isinstance(module, torch.nn.Embedding)
+    )
+    return {"total": total, "trainable": trainable, "non_embedding": total - embeddings}
