@@ -291,9 +291,12 @@ class LoraSpec:
 def apply_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
     """Wrap ``model`` with LoRA adapters; only they and the head stay trainable."""
     from peft import LoraConfig, TaskType, get_peft_model
+    from transformers.pytorch_utils import Conv1D
 
     modules_to_save = lora.modules_to_save or _classification_head(model)
     config = LoraConfig(
+        # GPT-2 stores its projections transposed (Conv1D); peft needs telling.
+        fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
         task_type=TaskType.SEQ_CLS,
         r=lora.r,
         lora_alpha=lora.alpha,

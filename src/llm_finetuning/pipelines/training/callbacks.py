@@ -30,16 +30,23 @@ class PeriodicCheckpointCallback(TrainerCallback):
     With best-model selection the Trainer saves only on evaluations that improve the
     metric (``save_strategy="best"``): it requires its save and evaluation schedules
     to match otherwise. This adds the periodic saves that resuming needs, so a run
-    evaluated once per epoch still checkpoints every N steps.
+    evaluated once per epoch still checkpoints every N steps. An evaluation that does
+    not improve vetoes a save due at its step; the save then happens one step later.
     """
 
     def __init__(self, every_n_steps: int) -> None:
         self.every_n_steps = every_n_steps
+        self._due = False
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every_n_steps == 0:
+            self._due = True
+        if self._due:
             control.should_save = True
         return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self._due = False
 
 
 class MlflowMetricsCallback(TrainerCallback):

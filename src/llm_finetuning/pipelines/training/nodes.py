@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -90,6 +92,8 @@ def fit(
     model_params: dict[str, Any],
     training_params: dict[str, Any],
     runtime_params: dict[str, Any],
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[TextClassifier, dict[str, Any]]:
     """Fine-tune the configured model on the tokenized reviews.
 
@@ -100,6 +104,8 @@ def fit(
         model_params: The ``model`` block (:class:`~llm_finetuning.models.ModelSpec`).
         training_params: The ``training`` block (:class:`.config.TrainingConfig`).
         runtime_params: The ``runtime`` block: ``seed`` and ``num_threads``.
+        callbacks: Extra Trainer callbacks (a launcher's progress reporting, a test's
+            simulated crash).
 
     Returns:
         The trained classifier (best validation checkpoint when evaluating; LoRA merged
@@ -174,14 +180,17 @@ def fit(
 
     stats = BatchStats()
     timer = ThroughputCallback()
-    callbacks = [
+    trainer_callbacks = [
         timer,
         MlflowMetricsCallback({f"fit.{key}": value for key, value in facts.items()}),
+        *callbacks,
     ]
     if config.evaluation.enabled:
-        callbacks.append(PeriodicCheckpointCallback(config.checkpoints.every_n_steps))
+        trainer_callbacks.append(
+            PeriodicCheckpointCallback(config.checkpoints.every_n_steps)
+        )
         if config.evaluation.early_stopping_patience is not None:
-            callbacks.append(
+            trainer_callbacks.append(
                 EarlyStoppingCallback(
                     config.evaluation.early_stopping_patience,
                     config.evaluation.early_stopping_threshold,
@@ -198,7 +207,7 @@ def fit(
             tokenizer, pad_to_multiple_of=8 if args.device.type == "cuda" else None
         ),
         compute_metrics=classification_metrics if config.evaluation.enabled else None,
-        callbacks=callbacks,
+        callbacks=trainer_callbacks,
         batch_stats=stats,
     )
     summary = trainer.train(
@@ -364,6 +373,7 @@ def training_arguments(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=config.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
