@@ -484,7 +484,11 @@ def test_tokenize_keeps_unpadded_truncated_ids_and_summarises_lengths(
     train = pd.DataFrame(
         {
             "row_id": [3, 5, 9],
-            "text": ["Short and sweet.", long_review, "A middling film with a fine cast but a dull plot."],
+            "text": [
+                "Short and sweet.",
+                long_review,
+                "A middling film with a fine cast but a dull plot.",
+            ],
             "label": [1, 0, 1],
         }
     )
