@@ -20,7 +20,8 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-# MLflow's limit on parameter values in older servers (kedro-mlflow truncates at it).
+# Older MLflow servers (and kedro-mlflow's documentation) cap parameter values at 250
+# characters; the facts logged here are short, the cap only guards against surprises.
 _MAX_PARAM_LENGTH = 250
 
 
