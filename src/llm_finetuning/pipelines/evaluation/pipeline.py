@@ -32,10 +32,16 @@ def create_scoring_pipeline() -> Pipeline:
             create_scoring_pipeline(),
             namespace="azure_openai",
             inputs={"test_reviews", "label_names"},
+            parameters={
+                "params:evaluation.scoring": "params:evaluation.scoring",
+                "params:runtime.seed": "params:runtime.seed",
+                "params:evaluation.report": "params:deployment.azure_openai.report",
+            },
         )
 
     reads ``azure_openai.test_predictions`` and writes ``azure_openai.evaluation_metrics``,
-    ``azure_openai.confusion_matrix_plot``, ... (parameters are shared, not namespaced).
+    ``azure_openai.confusion_matrix_plot``, ... Kedro namespaces parameters too, hence
+    the explicit mapping (the report block names the model in figure titles).
     """
     return Pipeline(
         [

@@ -44,7 +44,7 @@ def confusion_matrix_figure(metrics: Mapping[str, Any], title: str) -> Figure:
     counts = np.asarray(matrix["counts"])
     names = matrix["labels"]
     figure = Figure(
-        figsize=(max(4.8, 1.2 * len(names) + 2.5), max(4.0, 1.1 * len(names) + 2))
+        figsize=(max(6.0, 1.2 * len(names) + 3.5), max(4.8, 1.1 * len(names) + 2))
     )
     axes = figure.add_subplot()
     display = ConfusionMatrixDisplay(confusion_matrix=counts, display_labels=names)
