@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -174,10 +175,33 @@ def _launch_with_torch_distributor(
         local_mode=config.local_mode,
         use_gpu=config.use_gpu,
     )
-    # TorchDistributor hides the GPUs from CPU workers itself but passes the rest of
-    # the driver's environment on in local mode.
+    # In local mode the driver's environment reaches the workers.
     with _environment(_worker_environment(num_processes, config.use_gpu)):
-        return distributor.run(fn, *args)
+        return distributor.run(_OneWriterPerNode(fn), *args)
+
+
+class _OneWriterPerNode:
+    """Calls ``fn``; only local rank 0 hands a result back to TorchDistributor.
+
+    TorchDistributor's worker script pickles every process's return value into one
+    output file per node, all processes at once (pyspark 4.3, ``dl_util``), so two
+    ranks returning a model were seen to leave a corrupt pickle ("FRAME length exceeds
+    system's maximum"), or whichever finished last. Here the other local ranks leave
+    with exit status 0 before writing, and local rank 0 returns ``fn``'s result on
+    global rank 0 (the one TorchDistributor returns) and ``None`` elsewhere.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.__qualname__ = getattr(fn, "__qualname__", type(self).__qualname__)
+
+    def __call__(self, *args: Any) -> Any:
+        result = self.fn(*args)
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            raise SystemExit(0)
+        return result if is_rank_zero() else None
 
 
 def _worker_environment(num_processes: int, use_gpu: bool) -> dict[str, str | None]:
@@ -185,13 +209,39 @@ def _worker_environment(num_processes: int, use_gpu: bool) -> dict[str, str | No
 
     CPU workers get one thread each unless the user chose otherwise: several
     multi-threaded processes on the same cores were seen to run 40x slower. A CPU run
-    also hides the GPUs, so the Trainer picks gloo rather than NCCL.
+    hides the GPUs and tells accelerate to use the CPU, so the Trainer runs DDP over
+    gloo. The MLflow run
+    open here is passed on (see :func:`_mlflow_environment`).
     """
-    env: dict[str, str | None] = {}
+    env: dict[str, str | None] = dict(_mlflow_environment())
     if not use_gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
+        # accelerate sets up CPU DDP (gloo) only when told to use the CPU; otherwise
+        # every worker silently trains alone on the whole data set.
+        env["ACCELERATE_USE_CPU"] = "true"
         if num_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _mlflow_environment() -> dict[str, str]:
+    """Point the workers at the caller's MLflow run (kedro-mlflow's), if one is open.
+
+    The run lives in this process only; a worker that logs (rank 0's metrics callback)
+    finds it through ``MLFLOW_RUN_ID`` and the tracking server through
+    ``MLFLOW_TRACKING_URI``, which kedro-mlflow set in code rather than in the
+    environment.
+    """
+    mlflow = sys.modules.get("mlflow")  # not imported: no run can be open
+    if mlflow is None or mlflow.active_run() is None:
+        return {}
+    env = {
+        "MLFLOW_RUN_ID": mlflow.active_run().info.run_id,
+        "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+    }
+    registry_uri = mlflow.get_registry_uri()
+    if registry_uri:
+        env["MLFLOW_REGISTRY_URI"] = registry_uri
     return env
 
 
