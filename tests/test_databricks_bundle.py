@@ -201,3 +201,75 @@ def test_task_parameters_are_accepted_by_the_packaged_kedro_run(
         volume_root = "/".join(conf_source.split("/")[:5])
         assert runtime["volume_root"] == volume_root
         assert runtime["mlflow_experiment"].startswith("/")
+
+
+# The databricks env's conf: what the job's tasks run with.
+
+VOLUME_ROOT = "/Volumes/main/llm_finetuning/llm_finetuning"
+
+
+def _config_loader(project_root: Path, env: str, **runtime_params: Any) -> Any:
+    from kedro.config import OmegaConfigLoader
+
+    from llm_finetuning.settings import CONFIG_LOADER_ARGS
+
+    return OmegaConfigLoader(
+        conf_source=str(project_root / "conf"),
+        env=env,
+        runtime_params=runtime_params or None,
+        **CONFIG_LOADER_ARGS,
+    )
+
+
+def _local_paths(entry: Any) -> list[str]:
+    """Every ``filepath``/``path`` of a catalog entry, wrapped datasets included."""
+    if not isinstance(entry, dict):
+        return []
+    found = [
+        value
+        for key, value in entry.items()
+        if key in ("filepath", "path") and isinstance(value, str)
+    ]
+    for value in entry.values():
+        found += _local_paths(value)
+    return found
+
+
+def _types(entry: dict[str, Any]) -> list[str]:
+    nested = entry.get("dataset")
+    return [entry["type"]] + (_types(nested) if isinstance(nested, dict) else [])
+
+
+def test_every_file_the_catalog_writes_lives_in_the_volume(project_root: Path) -> None:
+    base = _config_loader(project_root, "base")["catalog"]
+    databricks = _config_loader(project_root, "databricks")["catalog"]
+
+    for name, entry in base.items():
+        paths = [p for p in _local_paths(entry) if p.startswith("data/")]
+        if not paths:
+            continue
+        assert name in databricks, f"{name}: no databricks entry"
+        mirrored = databricks[name]
+        assert _types(mirrored) == _types(entry), name
+        assert _local_paths(mirrored) == [f"{VOLUME_ROOT}/{p}" for p in paths], name
+    for name, entry in databricks.items():
+        for path in _local_paths(entry):
+            assert path.startswith("/Volumes/"), (
+                f"{name} writes outside a volume: {path}"
+            )
+
+
+def test_the_job_moves_every_path_to_its_own_volume(project_root: Path) -> None:
+    other = "/Volumes/prod/ml/reviews"
+    catalog = _config_loader(project_root, "databricks", volume_root=other)["catalog"]
+    paths = [p for entry in catalog.values() for p in _local_paths(entry)]
+    assert paths and all(p.startswith(other + "/") for p in paths), paths
+
+
+def test_the_databricks_catalog_builds(project_root: Path) -> None:
+    """Every dataset type resolves and accepts its arguments (nothing is read)."""
+    from kedro.io import DataCatalog
+
+    catalog = _config_loader(project_root, "databricks")["catalog"]
+    built = DataCatalog.from_config(catalog)
+    assert set(catalog) <= set(built.keys())
