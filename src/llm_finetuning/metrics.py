@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -537,7 +538,9 @@ def score_predictions(
             np.nan,
         )
     tail = (1 - confidence_level) / 2
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        # A class absent from every resample has no rates: NaN, reported as null.
+        warnings.simplefilter("ignore", RuntimeWarning)
         rate_low = np.nanquantile(resampled_rates, tail, axis=0)
         rate_high = np.nanquantile(resampled_rates, 1 - tail, axis=0)
 
