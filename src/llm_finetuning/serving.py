@@ -1,0 +1,475 @@
+"""Target A: the fine-tuned open-weights model as a registered, served MLflow model.
+
+* :func:`log_and_register` logs the model as an MLflow pyfunc ("models from code":
+  :mod:`llm_finetuning.serving_model`) with explicit pip requirements, a signature and an
+  input example, and registers it (the sqlite registry locally, Unity Catalog on
+  Databricks through ``mlflow.yml``'s registry URI).
+* :class:`ModelServer` runs ``mlflow models serve`` on 127.0.0.1 and always stops it.
+* :func:`smoke_test_server` waits for health, checks malformed requests get a 4xx
+  answer, sends the test reviews to ``/invocations`` and measures latency and throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from llm_finetuning.azure_openai import dataclass_from_params
+from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
+
+logger = logging.getLogger(__name__)
+
+SERVING_MODEL_CODE = Path(__file__).with_name("serving_model.py")
+TEXT_COLUMN = "text"
+# Requirements of the served model, pinned to the versions that logged it. A local
+# version suffix (torch's "+cpu") is dropped: no index serves it under that name.
+SERVING_PACKAGES = (
+    "mlflow",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "pandas",
+)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the registered model is served and checked (``deployment.mlflow.serve``).
+
+    Attributes:
+        host: Interface to bind; the smoke test only ever talks to it.
+        port: ``None`` picks a free port.
+        workers: uvicorn workers (one is enough for a smoke test on a small machine).
+        startup_timeout_s: How long to wait for ``/ping`` to answer 200.
+        request_timeout_s: Timeout of one request.
+        stop_timeout_s: How long SIGTERM may take before SIGKILL.
+        request_batch_size: Reviews per ``/invocations`` request: latency is per request.
+    """
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    workers: int = 1
+    startup_timeout_s: float = 180.0
+    request_timeout_s: float = 60.0
+    stop_timeout_s: float = 20.0
+    request_batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class MlflowTargetSettings:
+    """The ``deployment.mlflow`` parameters block.
+
+    Attributes:
+        registered_model_name: Registry name (``catalog.schema.model`` on Unity Catalog).
+        artifact_name: Name of the logged model in the run.
+        sample_size: Test reviews sent to the served model (``None``: all).
+        batch_size: Reviews per forward pass inside the served model.
+        pip_requirements: Requirements of the served model; ``None`` pins the
+            installed versions of :data:`SERVING_PACKAGES` (plus peft for adapters).
+        probability_tolerance: Largest allowed difference between a served and an
+            offline probability; labels must agree wherever the offline margin is wider.
+        delete_model_version: Clean-up also deletes the registered version (off: the
+            registered model is the deliverable).
+    """
+
+    registered_model_name: str = "llm_finetuning_text_classifier"
+    artifact_name: str = "text_classifier"
+    sample_size: int | None = 200
+    batch_size: int = 16
+    pip_requirements: list[str] | None = None
+    probability_tolerance: float = 1e-4
+    delete_model_version: bool = False
+    serve: ServeSettings = field(default_factory=ServeSettings)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> MlflowTargetSettings:
+        settings = dataclass_from_params(cls, params, "deployment.mlflow")
+        if settings.sample_size is not None and settings.sample_size < 1:
+            raise ValueError(
+                f"deployment.mlflow.sample_size must be positive or null, not {settings.sample_size}"
+            )
+        if settings.serve.request_batch_size < 1:
+            raise ValueError(
+                "deployment.mlflow.serve.request_batch_size must be positive"
+            )
+        return settings
+
+
+# --- packaging ----------------------------------------------------------------------
+
+
+def default_pip_requirements(adapter: bool) -> list[str]:
+    """The installed versions of what the served model imports."""
+    packages = [*SERVING_PACKAGES, "peft"] if adapter else list(SERVING_PACKAGES)
+    return [
+        f"{name}=={importlib_metadata.version(name).split('+', 1)[0]}"
+        for name in packages
+    ]
+
+
+def model_signature(label_names: Sequence[str]) -> ModelSignature:
+    """One string column ``text`` in; label id, label name and class probabilities out."""
+    outputs = [ColSpec("long", "predicted_label"), ColSpec("string", "label_name")]
+    outputs += [ColSpec("double", f"prob_{name}") for name in label_names]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs)
+    )
+
+
+def log_and_register(
+    classifier: TextClassifier,
+    settings: MlflowTargetSettings,
+    input_example: Sequence[str],
+) -> dict[str, Any]:
+    """Log ``classifier`` as a pyfunc model in the active MLflow run and register it.
+
+    Returns:
+        The record of what was registered: name, version, ``models:/`` URI, run id,
+        model id, pip requirements.
+    """
+    label_names = classifier.label_names
+    adapter = bool(getattr(classifier.model, "peft_config", None))
+    requirements = settings.pip_requirements or default_pip_requirements(adapter)
+    max_length = int(classifier.tokenizer.model_max_length)
+    # MLflow uploads the model from a local folder: stage the TextClassifier there
+    # (the same layout training saved) for the duration of the call.
+    with tempfile.TemporaryDirectory(prefix="llm_finetuning_model_") as staging:
+        TextClassifierDataset(path=str(Path(staging) / "model")).save(classifier)
+        run = mlflow.active_run()
+        started = run is None
+        if started:
+            run = mlflow.start_run(run_name="deployment")
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=settings.artifact_name,
+                python_model=str(SERVING_MODEL_CODE),
+                artifacts={"model": str(Path(staging) / "model")},
+                model_config={
+                    "batch_size": settings.batch_size,
+                    "max_length": max_length,
+                },
+                pip_requirements=requirements,
+                signature=model_signature(label_names),
+                input_example=pd.DataFrame({TEXT_COLUMN: list(input_example)}),
+                registered_model_name=settings.registered_model_name,
+            )
+        finally:
+            if started:
+                mlflow.end_run()
+    version = str(info.registered_model_version)
+    record = {
+        "registered_model_name": settings.registered_model_name,
+        "version": version,
+        "model_uri": f"models:/{settings.registered_model_name}/{version}",
+        "logged_model_uri": info.model_uri,
+        "run_id": run.info.run_id,
+        "label_names": label_names,
+        "max_length": max_length,
+        "pip_requirements": requirements,
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "registry_uri": mlflow.get_registry_uri(),
+    }
+    logger.info("Registered %s version %s", settings.registered_model_name, version)
+    return record
+
+
+# --- serving ------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def port_is_open(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+class ModelServer:
+    """``mlflow models serve`` in its own process group, stopped on leaving the block.
+
+    The scoring server runs uvicorn in a child process, so the whole group is signalled:
+    SIGTERM, then SIGKILL after ``stop_timeout_s``. Its output goes to ``log_path``.
+    """
+
+    def __init__(
+        self,
+        model_uri: str,
+        settings: ServeSettings,
+        *,
+        tracking_uri: str,
+        registry_uri: str | None,
+        log_path: Path,
+    ) -> None:
+        self.model_uri = model_uri
+        self.settings = settings
+        self.host = settings.host
+        self.port = settings.port or free_port(settings.host)
+        self.log_path = log_path
+        self._tracking_uri = tracking_uri
+        self._registry_uri = registry_uri
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if port_is_open(self.host, self.port):
+            raise RuntimeError(f"Port {self.port} on {self.host} is already in use")
+        environment = dict(os.environ)
+        environment["MLFLOW_TRACKING_URI"] = self._tracking_uri
+        if self._registry_uri:
+            environment["MLFLOW_REGISTRY_URI"] = self._registry_uri
+        # The server starts uvicorn by name: put this interpreter's scripts first.
+        scripts = str(Path(sys.executable).parent)
+        environment["PATH"] = scripts + os.pathsep + environment.get("PATH", "")
+        command = [
+            sys.executable, "-m", "mlflow", "models", "serve",
+            "-m", self.model_uri,
+            "--env-manager", "local",
+            "-h", self.host,
+            "-p", str(self.port),
+            "-w", str(self.settings.workers),
+        ]  # fmt: skip
+        logger.info("Starting %s", " ".join(command[1:]))
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+
+    def wait_until_healthy(self, client: httpx.Client) -> float:
+        """Seconds until ``/ping`` answered 200; raises if the server died or timed out."""
+        assert self.process is not None
+        started = time.perf_counter()
+        deadline = started + self.settings.startup_timeout_s
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow models serve exited with code {self.process.returncode} "
+                    f"before answering /ping:\n{self.log_tail()}"
+                )
+            try:
+                if client.get(f"{self.url}/ping", timeout=2.0).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"mlflow models serve did not answer /ping within "
+            f"{self.settings.startup_timeout_s:g} s (serve.startup_timeout_s):\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(
+                self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            )
+        except OSError:
+            return "(no server log)"
+
+    def stop(self) -> int | None:
+        """Stop the process group; return its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(self.settings.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(self.settings.stop_timeout_s)
+            except ProcessLookupError:
+                pass
+        logger.info(
+            "Model server on port %d stopped (exit code %s)",
+            self.port,
+            self.process.returncode,
+        )
+        return self.process.returncode
+
+    def __enter__(self) -> ModelServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# Requests a robust server must refuse with 4xx: (description, body, content type).
+MALFORMED_REQUESTS: tuple[tuple[str, bytes, str], ...] = (
+    ("invalid JSON", b'{"inputs": ["unterminated', "application/json"),
+    ("JSON that is not an object", b'["a review"]', "application/json"),
+    ("no known input field", b'{"reviews": ["a review"]}', "application/json"),
+    ("a number instead of texts", b'{"inputs": 5}', "application/json"),
+    ("the wrong column", b'{"dataframe_split": {"columns": ["review"], "data": [["x"]]}}', "application/json"),
+    ("an unsupported content type", b"a review", "text/plain"),
+    ("bytes that are not UTF-8", b'{"inputs": ["\xff\xfe"]}', "application/json"),
+)  # fmt: skip
+
+
+def check_malformed_requests(
+    client: httpx.Client, url: str, timeout: float
+) -> list[dict[str, Any]]:
+    """Send each of :data:`MALFORMED_REQUESTS`; record the status and whether it was 4xx."""
+    results = []
+    for description, body, content_type in MALFORMED_REQUESTS:
+        response = client.post(
+            f"{url}/invocations",
+            content=body,
+            headers={"Content-Type": content_type},
+            timeout=timeout,
+        )
+        results.append(
+            {
+                "request": description,
+                "status_code": response.status_code,
+                "rejected_with_4xx": 400 <= response.status_code < 500,
+            }
+        )
+    return results
+
+
+def score_texts(
+    client: httpx.Client,
+    url: str,
+    texts: Sequence[str],
+    batch_size: int,
+    timeout: float,
+) -> tuple[pd.DataFrame, list[float], float]:
+    """Send ``texts`` to ``/invocations`` in requests of ``batch_size``.
+
+    Returns:
+        The served predictions (one row per text, in order), the latency of each
+        request in seconds, and the wall time of all requests.
+    """
+    frames, latencies = [], []
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        batch = list(texts[start : start + batch_size])
+        sent = time.perf_counter()
+        response = client.post(
+            f"{url}/invocations", json={"inputs": batch}, timeout=timeout
+        )
+        latencies.append(time.perf_counter() - sent)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"/invocations answered HTTP {response.status_code} to reviews "
+                f"{start}..{start + len(batch) - 1}: {response.text[:500]}"
+            )
+        predictions = response.json()["predictions"]
+        if len(predictions) != len(batch):
+            raise RuntimeError(
+                f"/invocations returned {len(predictions)} predictions for {len(batch)} reviews"
+            )
+        frames.append(pd.DataFrame(predictions))
+    return (
+        pd.concat(frames, ignore_index=True),
+        latencies,
+        time.perf_counter() - started,
+    )
+
+
+def latency_summary(
+    latencies: Sequence[float], n_texts: int, wall_s: float
+) -> dict[str, float]:
+    """p50/p95/max latency in milliseconds and throughput in reviews per second."""
+    values = np.asarray(latencies) * 1000
+    return {
+        "n_requests": len(latencies),
+        "n_reviews": n_texts,
+        "latency_ms_p50": round(float(np.percentile(values, 50)), 2),
+        "latency_ms_p95": round(float(np.percentile(values, 95)), 2),
+        "latency_ms_max": round(float(values.max()), 2),
+        "throughput_reviews_per_s": round(n_texts / wall_s, 2) if wall_s > 0 else None,
+        "wall_s": round(wall_s, 3),
+    }
+
+
+def smoke_test_server(
+    model_uri: str,
+    texts: Sequence[str],
+    settings: MlflowTargetSettings,
+    *,
+    tracking_uri: str,
+    registry_uri: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Serve ``model_uri``, check it, score ``texts``; the server is always stopped.
+
+    Returns:
+        The served predictions and a report: startup seconds, malformed-request
+        answers, latency and throughput, the server's exit code and port.
+    """
+    serve = settings.serve
+    with tempfile.TemporaryDirectory(prefix="llm_finetuning_serve_") as scratch:
+        server = ModelServer(
+            model_uri,
+            serve,
+            tracking_uri=tracking_uri,
+            registry_uri=registry_uri,
+            log_path=Path(scratch) / "server.log",
+        )
+        try:
+            with httpx.Client() as client:
+                server.start()
+                startup_s = server.wait_until_healthy(client)
+                logger.info(
+                    "Model server healthy on %s after %.1f s", server.url, startup_s
+                )
+                malformed = check_malformed_requests(
+                    client, server.url, serve.request_timeout_s
+                )
+                served, latencies, wall_s = score_texts(
+                    client,
+                    server.url,
+                    texts,
+                    serve.request_batch_size,
+                    serve.request_timeout_s,
+                )
+        finally:
+            exit_code = server.stop()
+    not_rejected = [m["request"] for m in malformed if not m["rejected_with_4xx"]]
+    if not_rejected:
+        raise RuntimeError(
+            f"The model server did not answer 4xx to malformed requests: {not_rejected} "
+            f"({malformed})"
+        )
+    report = {
+        "model_uri": model_uri,
+        "host": server.host,
+        "port": server.port,
+        "pid": server.process.pid if server.process else None,
+        "startup_s": round(startup_s, 2),
+        "malformed_requests": malformed,
+        "request_batch_size": serve.request_batch_size,
+        **latency_summary(latencies, len(texts), wall_s),
+        "server_exit_code": exit_code,
+    }
+    return served, report
