@@ -1,0 +1,251 @@
+"""kedro-viz draws every pipeline, served live and as a static build, in Chromium.
+
+Headless Debian ``chromium`` driven by Playwright (``playwright install`` downloads a
+browser and fails offline, so the system one is used). Both commands run in a copy of
+the project: ``kedro viz`` writes ``.viz/`` and ``kedro viz build`` writes ``build/``
+into the project folder. The demo env is used throughout: base's Hugging Face dataset
+makes ``kedro viz build`` try the Hub for a minute where it is unreachable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PIPELINES = ("data_processing", "training", "evaluation", "deployment")
+SERVER_START_SECONDS = 120
+
+
+def _project_files(project_root: Path) -> list[str]:
+    """Files of the working tree that git does not ignore (what a clean clone has)."""
+    if shutil.which("git") and (project_root / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=project_root,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        return [name for name in listed.split("\0") if name]
+    return [
+        str(path.relative_to(project_root))
+        for top in ("src", "conf", "pyproject.toml", "README.md")
+        for path in ([project_root / top] + list((project_root / top).rglob("*")))
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KEDRO_DISABLE_TELEMETRY="1",
+        KEDRO_ENV="demo",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"{CHROMIUM} not found: install Debian's chromium "
+            "(apt-get install -y chromium) to run the kedro-viz browser test"
+        )
+    pytest.importorskip("playwright", reason="playwright is not installed")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def project_copy(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("viz_project")
+    for name in _project_files(project_root):
+        source = project_root / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def expected_nodes(project_root: Path) -> dict[str, set[str]]:
+    """Task node names of each registered pipeline, from Kedro itself."""
+    from kedro.framework.project import configure_project, pipelines
+
+    configure_project("llm_finetuning")
+    missing = [name for name in PIPELINES if name not in pipelines]
+    assert not missing, f"pipelines not registered: {missing}"
+    return {name: {node.name for node in pipelines[name].nodes} for name in PIPELINES}
+
+
+@pytest.fixture(scope="module")
+def viz_url(project_copy: Path) -> Iterator[str]:
+    """``kedro viz run`` on a free port of 127.0.0.1, stopped after the tests."""
+    port = _free_port()
+    log = project_copy / "kedro-viz.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kedro", "viz", "run", "--no-browser"]
+            + ["--host", "127.0.0.1", "--port", str(port), "--env", "demo"],
+            cwd=project_copy,
+            env=_environment(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"kedro viz run exited:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/main", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"kedro viz run did not answer:\n{log.read_text()[-4000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def _dismiss_pop_ups(page: Any) -> None:
+    """Close the release banner and the feature-hints tour that cover the graph.
+
+    The tour appears a moment after the page, so look for both for a few seconds.
+    """
+    pop_ups = [
+        page.get_by_role("button", name="Dismiss"),  # "Kedro-Viz <version> is here!"
+        page.locator(".feature-hints__close"),  # "1 of 6: Workflow run status"
+    ]
+    for _ in range(6):
+        page.wait_for_timeout(500)  # also lets the layout fade in
+        for pop_up in pop_ups:
+            if pop_up.count() and pop_up.first.is_visible():
+                pop_up.first.click()
+    farewell = page.get_by_text("You can revisit these hints")  # a toast that fades
+    if farewell.count():
+        farewell.first.wait_for(state="hidden", timeout=10_000)
+
+
+def _drawn_task_nodes(browser: Any, url: str, screenshot: Path | None = None) -> set:
+    """Open kedro-viz at ``url`` and return the names of the task nodes in its SVG."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        page.goto(url, wait_until="networkidle")
+        page.wait_for_selector("g.pipeline-node--task", timeout=60_000)
+        _dismiss_pop_ups(page)
+        names = page.eval_on_selector_all(
+            "g.pipeline-node--task",
+            "nodes => nodes.map(n => n.getAttribute('data-node-fullname'))",
+        )
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+        return set(names)
+    finally:
+        page.close()
+
+
+def test_kedro_viz_run_draws_the_nodes_of_every_pipeline(
+    browser: Any,
+    viz_url: str,
+    expected_nodes: dict[str, set[str]],
+    project_root: Path,
+) -> None:
+    with urllib.request.urlopen(f"{viz_url}/api/main", timeout=10) as response:
+        graph = json.load(response)
+    served = {pipeline["id"] for pipeline in graph["pipelines"]}
+    assert set(PIPELINES) <= served, f"kedro-viz serves {sorted(served)}"
+
+    screenshot = project_root / "test-artifacts" / "kedro-viz.png"
+    drawn = _drawn_task_nodes(browser, viz_url, screenshot)
+
+    for pipeline, names in expected_nodes.items():
+        assert names <= drawn, f"{pipeline}: not drawn: {sorted(names - drawn)}"
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_kedro_viz_build_makes_a_static_site_that_draws_every_pipeline(
+    browser: Any, project_copy: Path, expected_nodes: dict[str, set[str]]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=project_copy,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    site = project_copy / "build"
+    assert (site / "index.html").is_file()
+    graph = json.loads((site / "api" / "main").read_text())
+    assert set(PIPELINES) <= {pipeline["id"] for pipeline in graph["pipelines"]}
+
+    # Serve the folder as any static host would, and look at it.
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        drawn = _drawn_task_nodes(browser, f"http://127.0.0.1:{server.server_port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    every_node = set().union(*expected_nodes.values())
+    assert every_node <= drawn, f"not drawn: {sorted(every_node - drawn)}"
