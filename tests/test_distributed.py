@@ -241,3 +241,81 @@ def _initial_weights(labels: list[str]) -> dict[str, torch.Tensor]:
     set_seed(0)
     model = build_classifier(spec, load_tokenizer(spec), labels)
     return {k: v.detach().float() for k, v in model.state_dict().items()}
+
+
+def all_reduce_ranks() -> dict[str, Any]:
+    """A torch.distributed worker: sums ``rank + 1`` over all ranks with gloo."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    try:
+        total = torch.tensor([dist.get_rank() + 1])
+        dist.all_reduce(total)
+        return {
+            "rank": dist.get_rank(),
+            "world_size": dist.get_world_size(),
+            "sum": int(total.item()),
+            "env": {
+                name: os.environ.get(name)
+                for name in (
+                    "OMP_NUM_THREADS",
+                    "CUDA_VISIBLE_DEVICES",
+                    "ACCELERATE_USE_CPU",
+                    "MLFLOW_RUN_ID",
+                    "MLFLOW_TRACKING_URI",
+                )
+            },
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_torchrun_launches_cpu_workers_that_share_the_mlflow_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run() as run:
+            result = launch(
+                all_reduce_ranks,
+                config=DistributedConfig(strategy="torchrun", num_processes=2),
+            )
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    assert result["rank"] == 0  # rank 0's result comes back
+    assert result["world_size"] == 2
+    assert result["sum"] == 1 + 2  # both ranks took part
+    assert result["env"] == {
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "ACCELERATE_USE_CPU": "true",
+        "MLFLOW_RUN_ID": run.info.run_id,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
+    assert "MLFLOW_RUN_ID" not in os.environ  # the caller's environment is restored
+
+
+def test_strategy_none_runs_in_this_process() -> None:
+    assert launch(os.getpid, config=DistributedConfig()) == os.getpid()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"strategy": "horovod"}, "strategy must be one of"),
+        ({"num_processes": 0}, "positive integer or 'auto'"),
+        ({"num_processes": "auto"}, "counts GPUs"),
+        ({"num_process": 2}, "Unknown key"),
+    ],
+)
+def test_bad_distributed_parameters_are_named(
+    params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        DistributedConfig.from_params(params)
