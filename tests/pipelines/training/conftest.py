@@ -92,7 +92,7 @@ _TRAINING = {
     "precision": "fp32",
     "logging_steps": 1,
     "progress_bar": False,
-    "peak_flops": 36e9,
+    "peak_flops": 150e9,
     "evaluation": {
         "strategy": "steps",
         "steps": 4,

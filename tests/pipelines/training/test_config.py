@@ -12,7 +12,7 @@ from llm_finetuning.pipelines.training.config import TrainingConfig
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
-@pytest.mark.parametrize("env", ["base", "demo", "test", "reference_lab"])
+@pytest.mark.parametrize("env", ["base", "demo", "test", "reference_lab", "databricks"])
 def test_every_env_file_is_a_valid_training_block(env):
     block = yaml.safe_load((CONF / env / "parameters_training.yml").read_text())[
         "training"
@@ -62,3 +62,15 @@ def test_defaults_fill_missing_keys():
     assert config.lora.enabled and config.lora.r == 8
     assert config.evaluation.strategy == "epoch"
     assert config.checkpoints.resume == "auto"
+    assert config.distributed.strategy == "none"
+
+
+def test_distributed_block_is_checked_by_the_launcher_config():
+    config = TrainingConfig.from_params(
+        {"distributed": {"strategy": "torchrun", "num_processes": 2}}
+    )
+    assert config.distributed.num_processes == 2
+    with pytest.raises(
+        ValueError, match="training.distributed.strategy must be one of"
+    ):
+        TrainingConfig.from_params({"distributed": {"strategy": "mpi"}})

@@ -88,6 +88,9 @@ def test_fit_lowers_the_loss_and_reports_what_it_did(
     assert throughput["samples"] == 24 * 8
     assert throughput["real_tokens"] <= throughput["padded_tokens"]
     assert throughput["samples_per_second"] > 0
+    assert (
+        0 < throughput["train_cpu_seconds"] and throughput["samples_per_cpu_second"] > 0
+    )
     assert 0 < throughput["mfu"] < 1
     json.dumps(metrics)  # the catalog saves it as JSON
 

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llm_finetuning.distributed import DistributedConfig
 from llm_finetuning.models import LoraSpec
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -120,6 +121,8 @@ class TrainingConfig:
         evaluation: See :class:`EvaluationConfig`.
         checkpoints: See :class:`CheckpointConfig`.
         lora: See :class:`llm_finetuning.models.LoraSpec`.
+        distributed: Who starts the training processes (none, torchrun, Spark's
+            TorchDistributor); see :class:`llm_finetuning.distributed.DistributedConfig`.
     """
 
     epochs: float = 3.0
@@ -141,6 +144,7 @@ class TrainingConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         if self.precision not in _PRECISIONS:
@@ -176,6 +180,8 @@ class TrainingConfig:
                 params[key] = nested_cls(**block)
         if "lora" in params:
             params["lora"] = LoraSpec.from_params(params["lora"])
+        if "distributed" in params:
+            params["distributed"] = DistributedConfig.from_params(params["distributed"])
         return cls(**params)
 
     def to_dict(self) -> dict[str, Any]:

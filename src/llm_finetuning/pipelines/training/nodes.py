@@ -1,10 +1,12 @@
 """Nodes of the training pipeline: fine-tune a classifier with the Hugging Face Trainer.
 
 ``fit`` is the whole training step as one top-level function of plain data (a
-``DatasetDict``, the label names and three parameter dicts), so it runs unchanged in a
-Kedro node and inside each torch.distributed worker (torchrun, Spark's TorchDistributor):
-under ``WORLD_SIZE > 1`` the Trainer sets up DDP itself, every rank returns the same
-trained model, and only the caller holding rank 0's result should save it.
+``DatasetDict``, the label names and three parameter dicts), so it runs unchanged in
+this process or inside each torch.distributed worker (torchrun, Spark's
+TorchDistributor): under ``WORLD_SIZE > 1`` the Trainer sets up DDP itself, every rank
+returns the same trained model, and only the caller holding rank 0's result should save
+it. The node, ``train_classifier``, hands ``fit`` to the launcher that
+``training.distributed`` names (:mod:`llm_finetuning.distributed`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from transformers import (
 )
 
 from llm_finetuning.datasets import TextClassifier
+from llm_finetuning.distributed import launch
 from llm_finetuning.models import (
     ModelSpec,
     apply_lora,
@@ -84,6 +87,30 @@ class DynamicPaddingCollator(DataCollatorWithPadding):
                 for f in features
             ]
         )
+
+
+def train_classifier(
+    tokenized_reviews: DatasetDict,
+    label_names: list[str],
+    model_params: dict[str, Any],
+    training_params: dict[str, Any],
+    runtime_params: dict[str, Any],
+) -> tuple[TextClassifier, dict[str, Any]]:
+    """Run :func:`fit` in this process or on the processes ``training.distributed`` sets.
+
+    The parameters are checked here first, so a typo fails before any worker starts.
+    Returns rank 0's model and metrics.
+    """
+    config = TrainingConfig.from_params(training_params)
+    return launch(
+        fit,
+        tokenized_reviews,
+        label_names,
+        model_params,
+        training_params,
+        runtime_params,
+        config=config.distributed,
+    )
 
 
 def fit(
@@ -226,7 +253,9 @@ def fit(
         num_layers=config_of_model.num_hidden_layers,
         hidden_size=config_of_model.hidden_size,
     )
-    throughput = throughput_report(stats, timer.train_seconds, flops, peak)
+    throughput = throughput_report(
+        stats, timer.train_seconds, flops, peak, cpu_seconds=timer.train_cpu_seconds
+    )
     metrics = {
         **facts,
         "parameters": counts,

@@ -2,15 +2,18 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from llm_finetuning.pipelines.training.nodes import fit, plot_training_curve
+from llm_finetuning.pipelines.training.nodes import (
+    plot_training_curve,
+    train_classifier,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """``fit`` then ``plot_training_curve``; see docs/training.md."""
+    """``train_classifier`` then ``plot_training_curve``; see docs/training.md."""
     return Pipeline(
         [
             Node(
-                func=fit,
+                func=train_classifier,
                 inputs=[
                     "tokenized_reviews",
                     "label_names",

@@ -3,7 +3,10 @@
 ``MeasuredTrainer`` counts the samples and non-padding tokens of every training batch;
 ``ThroughputCallback`` adds up the wall time of optimizer steps (data loading, forward,
 backward, optimizer) and leaves out evaluation, checkpointing and logging, which happen
-between steps. Counts are per process: under DDP each rank reports its own device.
+between steps. It also adds up the CPU time this process spent in those steps: on a
+shared machine, other processes slow the wall clock but not that, so per-CPU-second
+rates compare recipes fairly there. Counts are per process: under DDP each rank
+reports its own device.
 """
 
 from __future__ import annotations
@@ -69,11 +72,14 @@ class ThroughputCallback(TrainerCallback):
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self.steps = 0
         self._clock = time.perf_counter()
+        self._cpu_clock = time.process_time()
 
     def _restart(self, *_: Any, **__: Any) -> None:
         self._clock = time.perf_counter()
+        self._cpu_clock = time.process_time()
 
     on_train_begin = _restart
     on_evaluate = _restart
@@ -81,10 +87,11 @@ class ThroughputCallback(TrainerCallback):
     on_log = _restart
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
+        now, cpu_now = time.perf_counter(), time.process_time()
         self.train_seconds += now - self._clock
+        self.train_cpu_seconds += cpu_now - self._cpu_clock
         self.steps += 1
-        self._clock = now
+        self._clock, self._cpu_clock = now, cpu_now
 
 
 def training_flops(
@@ -118,12 +125,19 @@ def throughput_report(
     seconds: float,
     flops: float,
     peak_flops: float | None,
+    cpu_seconds: float | None = None,
 ) -> dict[str, float | None]:
-    """samples/s, real and padded tokens/s, padding share and MFU of one device."""
+    """samples/s, real and padded tokens/s, padding share and MFU of one device.
+
+    ``cpu_seconds`` (the process's CPU time in the same steps) adds samples per
+    CPU-second: with one CPU thread, the samples/s the steps would reach alone.
+    """
     seconds = max(seconds, 1e-9)
     flops_per_second = flops / seconds
     return {
         "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "samples_per_cpu_second": stats.samples / cpu_seconds if cpu_seconds else None,
         "samples": stats.samples,
         "real_tokens": stats.real_tokens,
         "padded_tokens": stats.padded_tokens,
