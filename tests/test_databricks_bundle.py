@@ -273,3 +273,51 @@ def test_the_databricks_catalog_builds(project_root: Path) -> None:
     catalog = _config_loader(project_root, "databricks")["catalog"]
     built = DataCatalog.from_config(catalog)
     assert set(catalog) <= set(built.keys())
+
+
+def test_the_databricks_parameters_pass_every_typed_check(project_root: Path) -> None:
+    """Typos or stale keys in conf/databricks fail here, not on a GPU cluster."""
+    from llm_finetuning.azure_openai import AzureOpenAISettings
+    from llm_finetuning.models import ModelSpec
+    from llm_finetuning.pipelines.data_processing import nodes as data_processing
+    from llm_finetuning.pipelines.evaluation import config as evaluation
+    from llm_finetuning.pipelines.training.config import TrainingConfig
+    from llm_finetuning.serving import MlflowTargetSettings
+
+    params = _config_loader(project_root, "databricks")["parameters"]
+
+    ModelSpec.from_params(params["model"])
+    training = TrainingConfig.from_params(params["training"])
+    assert training.precision == "bf16"
+    assert training.distributed.strategy == "torch_distributor"
+    assert training.distributed.use_gpu
+    assert training.checkpoints.dir.startswith(VOLUME_ROOT + "/")
+    block = params["data_processing"]
+    data_processing.SourceParams.from_params(block["source"])
+    data_processing.CleaningParams.from_params(block["cleaning"])
+    data_processing.SamplingParams.from_params(block["sampling"])
+    data_processing.TokenizationParams.from_params(block["tokenization"])
+    block = params["evaluation"]
+    evaluation.InferenceConfig.from_params(block["inference"])
+    evaluation.ScoringConfig.from_params(block["scoring"])
+    evaluation.ReportConfig.from_params(block["report"])
+    evaluation.TfidfLogRegConfig.from_params(block["baselines"]["tfidf_logreg"])
+    block = params["deployment"]
+    mlflow_target = MlflowTargetSettings.from_params(block["mlflow"])
+    assert len(mlflow_target.registered_model_name.split(".")) == 3  # Unity Catalog
+    AzureOpenAISettings.from_params(block["azure_openai"])
+
+
+def test_the_deployment_task_registers_the_model_in_the_bundle_schema(
+    job: dict[str, Any], defaults: dict[str, Any]
+) -> None:
+    (task,) = [t for t in job["tasks"] if t["task_key"] == "deployment"]
+    arguments = task["python_wheel_task"]["parameters"]
+    runtime = dict(
+        item.split("=", 1)
+        for item in arguments[arguments.index("--params") + 1].split(",")
+    )
+    name = runtime["deployment.mlflow.registered_model_name"]
+    assert name == ".".join(
+        [defaults["catalog"], defaults["schema"], defaults["registered_model"]]
+    )
