@@ -58,7 +58,8 @@ logger = logging.getLogger(__name__)
 MLFLOW = "mlflow"
 AZURE_OPENAI = "azure_openai"
 TARGETS = (MLFLOW, AZURE_OPENAI)
-SKIPPED = "skipped"
+# Not "skipped": score_predictions reports use that key for metrics it left out.
+SKIPPED = "not_run"
 INPUT_EXAMPLE_CHARS = 300
 
 

@@ -102,9 +102,7 @@ def create_azure_openai_pipeline() -> Pipeline:
     return Pipeline(
         [
             Node(
-                azure_openai_target_metrics,
                 export_fine_tuning_files,
-                mlflow_target_metrics,
                 inputs={
                     "train_reviews": "train_reviews",
                     "validation_reviews": "validation_reviews",
