@@ -403,6 +403,10 @@ def training_arguments(
         label_names=["labels"],
         dataloader_num_workers=config.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # The classification loss is a per-batch mean that ignores num_items_in_batch;
+        # with token averaging on (the default) the Trainer multiplies it by the world
+        # size under DDP, so loss, gradient norm and clipping are N times too large.
+        average_tokens_across_devices=False,
     )
 
 
