@@ -31,6 +31,7 @@ PACKAGE = "llm_finetuning"
 # Cut short: the test is about packaging, not about learning or tight intervals.
 QUICK_TRAINING = "training.max_steps=4"
 QUICK_EVALUATION = "evaluation.scoring.n_bootstrap=100"
+QUICK_DEPLOYMENT = "deployment.mlflow.sample_size=20"
 # The Databricks python_wheel_task calls the entry point like this: sys.argv holds the
 # package name and the task's parameters.
 WHEEL_TASK = """
@@ -212,6 +213,10 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
         [*wheel_task, "--pipeline", "evaluation", *conf, "--params", QUICK_EVALUATION],
         cwd=workdir,
     )
+    _run(
+        [*wheel_task, "--pipeline", "deployment", *conf, "--params", QUICK_DEPLOYMENT],
+        cwd=workdir,
+    )
 
     data = workdir / "data"
     quality = json.loads((data / "08_reporting/data_quality_report.json").read_text())
@@ -225,4 +230,12 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
         (data / "08_reporting/evaluation_metrics.json").read_text()
     )
     assert metrics
+    registered = json.loads(
+        (data / "06_models/deployment/mlflow_registered_model.json").read_text()
+    )
+    assert registered["model_uri"].startswith("models:/")
+    served = json.loads(
+        (data / "08_reporting/deployment/mlflow_served_vs_offline.json").read_text()
+    )
+    assert served["served_equals_offline"], served
     assert (workdir / "mlflow.db").is_file()  # tracked in the job's working directory
