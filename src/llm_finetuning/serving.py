@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -84,7 +85,7 @@ class MlflowTargetSettings:
         sample_size: Test reviews sent to the served model (``None``: all).
         batch_size: Reviews per forward pass inside the served model.
         pip_requirements: Requirements of the served model; ``None`` pins the
-            installed versions of :data:`SERVING_PACKAGES` (plus peft for adapters).
+            installed versions of :data:`SERVING_PACKAGES`.
         probability_tolerance: Largest allowed difference between a served and an
             offline probability; labels must agree wherever the offline margin is wider.
         delete_model_version: Clean-up also deletes the registered version (off: the
@@ -117,13 +118,26 @@ class MlflowTargetSettings:
 # --- packaging ----------------------------------------------------------------------
 
 
-def default_pip_requirements(adapter: bool) -> list[str]:
+def default_pip_requirements() -> list[str]:
     """The installed versions of what the served model imports."""
-    packages = [*SERVING_PACKAGES, "peft"] if adapter else list(SERVING_PACKAGES)
     return [
         f"{name}=={importlib_metadata.version(name).split('+', 1)[0]}"
-        for name in packages
+        for name in SERVING_PACKAGES
     ]
+
+
+def merged_classifier(classifier: TextClassifier) -> TextClassifier:
+    """``classifier`` with a LoRA adapter merged into its base weights (a copy).
+
+    An adapter folder needs its base model (often a Hub id) and peft wherever it is
+    served; merged weights serve anywhere transformers does, with the same outputs.
+    """
+    if not hasattr(classifier.model, "merge_and_unload"):
+        return classifier
+    model = copy.deepcopy(classifier.model).merge_and_unload()
+    return TextClassifier(
+        model=model, tokenizer=classifier.tokenizer, metadata=classifier.metadata
+    )
 
 
 def model_signature(label_names: Sequence[str]) -> ModelSignature:
@@ -146,9 +160,9 @@ def log_and_register(
         The record of what was registered: name, version, ``models:/`` URI, run id,
         model id, pip requirements.
     """
+    classifier = merged_classifier(classifier)
     label_names = classifier.label_names
-    adapter = bool(getattr(classifier.model, "peft_config", None))
-    requirements = settings.pip_requirements or default_pip_requirements(adapter)
+    requirements = settings.pip_requirements or default_pip_requirements()
     max_length = int(classifier.tokenizer.model_max_length)
     # MLflow uploads the model from a local folder: stage the TextClassifier there
     # (the same layout training saved) for the duration of the call.

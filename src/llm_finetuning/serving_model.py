@@ -2,8 +2,9 @@
 
 MLflow copies this file into the logged model and runs it wherever the model is served
 (``mlflow models serve``, Databricks Model Serving), so it imports only what the model's
-``pip_requirements`` install: mlflow, pandas, torch, transformers (and peft for an
-adapter folder) - never ``llm_finetuning`` itself.
+``pip_requirements`` install: mlflow, pandas, torch, transformers - never
+``llm_finetuning`` itself. LoRA adapters are merged before packaging, so the artifact is
+always a plain model folder.
 
 Input: review texts (``{"inputs": ["text", ...]}`` or a one-column frame). Output: one
 row per text in the evaluation pipeline's ``test_predictions`` shape: ``predicted_label``
@@ -20,8 +21,6 @@ import mlflow
 import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 
 def texts_from_model_input(model_input: Any) -> list[str]:
@@ -53,13 +52,7 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         folder = Path(context.artifacts["model"])
         config = context.model_config or {}
-        if (folder / ADAPTER_CONFIG_FILE).is_file():
-            from peft import AutoPeftModelForSequenceClassification
-
-            model = AutoPeftModelForSequenceClassification.from_pretrained(folder)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder)
-        self.model = model.eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             # Decoder models (GPT-2, Llama) ship without one; the head pools the last

@@ -1,0 +1,222 @@
+"""Target A without a server: the pyfunc package (full and LoRA models), its inputs, and
+the nodes that check and score served predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import GPT2Config, GPT2ForSequenceClassification
+
+from llm_finetuning.datasets import TextClassifier
+from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.pipelines.deployment.nodes import (
+    check_targets,
+    compare_served_with_offline,
+    is_skipped,
+    register_mlflow_model,
+    sample_reviews,
+    score_deployment,
+)
+from llm_finetuning.resolvers import package_path
+from llm_finetuning.serving import (
+    MlflowTargetSettings,
+    latency_summary,
+    log_and_register,
+)
+from llm_finetuning.serving_model import texts_from_model_input
+
+LABEL_NAMES = ["negative", "positive"]
+TEXTS = [
+    "A wonderful, moving film with a brilliant cast.",
+    "Dull.",
+    "The plot was boring and the acting awful, " * 30,  # longer than max_length
+    "Café scenes, naïve charm: I loved it.",
+]
+SCORING = {"n_bootstrap": 20, "confidence_level": 0.95, "calibration_bins": 5}
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TextClassifier:
+    tokenizer = load_tokenizer(
+        ModelSpec(
+            source="config",
+            name_or_path=None,
+            tokenizer_name_or_path=package_path("demo_data/tokenizer"),
+            max_length=32,
+        )
+    )
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=1,
+        n_head=2,
+        n_embd=32,
+        n_positions=64,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(LABEL_NAMES)),
+        label2id={name: i for i, name in enumerate(LABEL_NAMES)},
+    )
+    model = GPT2ForSequenceClassification(config).eval()
+    return TextClassifier(
+        model=model, tokenizer=tokenizer, metadata={"label_names": LABEL_NAMES}
+    )
+
+
+def direct_probabilities(classifier: TextClassifier, texts: list[str]) -> np.ndarray:
+    """One text at a time, no padding: the reference the batched pyfunc must match."""
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            batch = classifier.tokenizer(text, truncation=True, return_tensors="pt")
+            rows.append(torch.softmax(classifier.model(**batch).logits, -1)[0].numpy())
+    return np.stack(rows)
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield mlflow
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def register(classifier, tracking, name="clf"):
+    settings = MlflowTargetSettings.from_params(
+        {"registered_model_name": name, "batch_size": 3}
+    )
+    return log_and_register(classifier, settings, ["A fine film.", "A bad film."])
+
+
+def test_registered_pyfunc_predicts_what_the_model_predicts(classifier, tracking):
+    record = register(classifier, tracking)
+    assert record["model_uri"] == "models:/clf/1" and record["max_length"] == 32
+    requirements = record["pip_requirements"]
+    assert {r.split("==")[0] for r in requirements} >= {
+        "mlflow",
+        "torch",
+        "transformers",
+    }
+    assert not any("torchvision" in r or "+" in r for r in requirements)
+    model = tracking.pyfunc.load_model(record["model_uri"])
+    served = model.predict(pd.DataFrame({"text": TEXTS}))
+    expected = direct_probabilities(classifier, TEXTS)
+    np.testing.assert_allclose(
+        served[["prob_negative", "prob_positive"]].to_numpy(), expected, atol=1e-5
+    )
+    assert served["predicted_label"].tolist() == expected.argmax(1).tolist()
+    assert served["label_name"].tolist() == [LABEL_NAMES[i] for i in expected.argmax(1)]
+    assert (
+        tracking.MlflowClient().get_model_version("clf", "1").run_id == record["run_id"]
+    )
+
+
+def test_a_lora_model_is_merged_before_packaging(classifier, tracking):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    peft_model = get_peft_model(
+        GPT2ForSequenceClassification(classifier.model.config),
+        LoraConfig(
+            task_type="SEQ_CLS",
+            r=4,
+            lora_alpha=8,
+            target_modules=["c_attn"],
+            init_lora_weights=False,
+        ),
+    ).eval()
+    lora = TextClassifier(model=peft_model, tokenizer=classifier.tokenizer)
+    record = register(lora, tracking, name="lora_clf")
+    local = tracking.artifacts.download_artifacts(record["logged_model_uri"])
+    files = {p.name for p in __import__("pathlib").Path(local).rglob("*")}
+    assert "adapter_config.json" not in files and "model.safetensors" in files
+    served = tracking.pyfunc.load_model(record["model_uri"]).predict(
+        pd.DataFrame({"text": TEXTS})
+    )
+    np.testing.assert_allclose(
+        served[["prob_negative", "prob_positive"]].to_numpy(),
+        direct_probabilities(lora, TEXTS),
+        atol=1e-5,
+    )
+    assert hasattr(peft_model, "peft_config")  # the caller's model was left as it was
+
+
+def test_model_inputs_must_be_texts():
+    assert texts_from_model_input(pd.DataFrame({"text": ["a", "b"]})) == ["a", "b"]
+    assert texts_from_model_input("one") == ["one"]
+    with pytest.raises(ValueError, match=r"rows \[1\] are not"):
+        texts_from_model_input(pd.DataFrame({"text": ["a", None]}))
+    with pytest.raises(ValueError, match="one text column"):
+        texts_from_model_input(pd.DataFrame({"a": ["x"], "b": ["y"]}))
+
+
+def test_latency_summary():
+    summary = latency_summary([0.010, 0.020, 0.030, 0.040], n_texts=8, wall_s=0.2)
+    assert summary["latency_ms_p50"] == 25.0 and summary["latency_ms_max"] == 40.0
+    assert summary["throughput_reviews_per_s"] == 40.0 and summary["n_requests"] == 4
+
+
+def predictions(probabilities, row_ids=(10, 11, 12), labels=(0, 1, 1)) -> pd.DataFrame:
+    probabilities = np.asarray(probabilities, dtype=float)
+    return pd.DataFrame(
+        {
+            "row_id": row_ids,
+            "label": labels,
+            "predicted_label": probabilities.argmax(1),
+            "prob_negative": probabilities[:, 0],
+            "prob_positive": probabilities[:, 1],
+        }
+    )
+
+
+def test_served_must_equal_offline_within_tolerance():
+    offline = predictions([[0.9, 0.1], [0.3, 0.7], [0.49999, 0.50001]])
+    close = predictions([[0.90001, 0.09999], [0.3, 0.7], [0.50001, 0.49999]])
+    report = compare_served_with_offline(close, offline, LABEL_NAMES, {})
+    assert report["served_equals_offline"] and report["n_compared"] == 3
+    assert report["n_label_disagreements"] == 1  # a tie flipped by float noise is fine
+    far = predictions([[0.9, 0.1], [0.6, 0.4], [0.49999, 0.50001]])
+    with pytest.raises(ValueError, match=r"beyond 0.0001 for row_id \[11\]"):
+        compare_served_with_offline(far, offline, LABEL_NAMES, {})
+    with pytest.raises(
+        ValueError, match=r"no offline prediction for served row_id \[99\]"
+    ):
+        compare_served_with_offline(
+            predictions([[0.9, 0.1]], row_ids=(99,), labels=(0,)),
+            offline,
+            LABEL_NAMES,
+            {},
+        )
+
+
+def test_scoring_uses_the_evaluation_metrics_and_skips_empty_frames():
+    report = score_deployment(
+        predictions([[0.9, 0.1], [0.3, 0.7], [0.8, 0.2]]), LABEL_NAMES, SCORING, 0
+    )
+    assert report["metrics"]["accuracy"]["value"] == pytest.approx(2 / 3)
+    assert "roc_auc" in report["metrics"]
+    empty = predictions(np.zeros((0, 2)), row_ids=(), labels=())
+    assert is_skipped(score_deployment(empty, LABEL_NAMES, SCORING, 0))
+
+
+def test_targets_and_samples():
+    assert check_targets(["mlflow"]) == ["mlflow"] and check_targets("mlflow") == [
+        "mlflow"
+    ]
+    with pytest.raises(ValueError, match="Unknown deployment target"):
+        check_targets(["mlflow", "sagemaker"])
+    assert is_skipped(register_mlflow_model(None, pd.DataFrame(), ["azure_openai"], {}))
+    reviews = pd.DataFrame(
+        {"row_id": range(100, 0, -1), "text": ["t"] * 100, "label": [0] * 80 + [1] * 20}
+    )
+    sample = sample_reviews(reviews, 10, seed=0)
+    assert len(sample) == 10 and sample["label"].sum() == 2  # stratified
+    assert sample["row_id"].is_monotonic_increasing
+    assert sample_reviews(reviews, 10, seed=0).equals(sample)  # seeded
+    assert len(sample_reviews(reviews, None, seed=0)) == 100
