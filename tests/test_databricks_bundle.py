@@ -321,3 +321,22 @@ def test_the_deployment_task_registers_the_model_in_the_bundle_schema(
     assert name == ".".join(
         [defaults["catalog"], defaults["schema"], defaults["registered_model"]]
     )
+
+
+def test_the_notebooks_are_valid_python_in_the_formats_their_tools_read(
+    project_root: Path,
+) -> None:
+    import ast
+
+    databricks = (
+        project_root / "notebooks" / "databricks_run_pipelines.py"
+    ).read_text()
+    assert databricks.startswith("# Databricks notebook source\n")
+    assert "# COMMAND ----------" in databricks
+    ast.parse(databricks)
+    assert (
+        'env="databricks"' in databricks and "conf-llm_finetuning.tar.gz" in databricks
+    )
+    exploration = (project_root / "notebooks" / "explore_reviews.py").read_text()
+    assert exploration.count("# %%") > 5
+    ast.parse(exploration)
