@@ -68,6 +68,7 @@ LENGTH_COLUMN = "length"
 # checkpoint written under other values of these is still resumable.
 _NOT_FINGERPRINTED = (
     "checkpoints",
+    "logging_steps",
     "progress_bar",
     "peak_flops",
     "dataloader_num_workers",
