@@ -68,6 +68,7 @@ def _environment() -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",
         TOKENIZERS_PARALLELISM="false",
+        COLUMNS="200",  # readable rich tracebacks in the failure message
     )
     return env
 
@@ -130,7 +131,7 @@ def viz_url(project_copy: Path) -> Iterator[str]:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while True:
             if server.poll() is not None:
-                pytest.fail(f"kedro viz run exited:\n{log.read_text()[-4000:]}")
+                pytest.fail(f"kedro viz run exited:\n{log.read_text()[-12000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/api/main", timeout=5) as response:
                     if response.status == 200:
