@@ -166,10 +166,9 @@ def _launch_with_torch_distributor(
             "'llm_finetuning[spark]'`), or use strategy 'torchrun'"
         ) from error
     if SparkSession.getActiveSession() is None:
-        raise RuntimeError(
-            "training.distributed.strategy 'torch_distributor' needs an active "
-            "SparkSession (there is one on Databricks); use 'torchrun' elsewhere"
-        )
+        # A Databricks wheel task has no active session until it asks for the
+        # cluster's; elsewhere this starts a local Spark (it needs Java).
+        SparkSession.builder.getOrCreate()
     distributor = TorchDistributor(
         num_processes=num_processes,
         local_mode=config.local_mode,
