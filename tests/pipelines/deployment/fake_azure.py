@@ -71,6 +71,7 @@ class FakeAzure:
 
     api_key: str = "test-api-key"
     management_token: str = "test-management-token"
+    entra_token: str = "test-entra-token"  # Microsoft Entra ID token for the data plane
     job_outcome: str = "succeeded"
     job_polls_until_done: int = 2
     job_error_message: str = (
@@ -214,7 +215,11 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers = injected
             return self._error(status, "Injected", f"injected HTTP {status}", headers)
         if parts.path.startswith("/openai/"):
-            if self.headers.get("api-key") != self.fake.api_key:
+            if (
+                self.headers.get("api-key") != self.fake.api_key
+                and self.headers.get("Authorization")
+                != f"Bearer {self.fake.entra_token}"
+            ):
                 return self._error(
                     401, "401", "Access denied due to invalid subscription key."
                 )

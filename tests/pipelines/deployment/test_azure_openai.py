@@ -449,3 +449,48 @@ def test_content_filtered_answers_are_errors_not_crashes(fake):
     service.deploy("gpt-4o-mini.ft-1")
     fake.answer = lambda review: None
     assert service.complete("ft-deploy", PROMPT, "text") == (None, "content_filter")
+
+
+class FakeCredential:
+    """Stands in for azure-identity's DefaultAzureCredential."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self.tokens = tokens
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes: str, **kwargs):
+        from azure.core.credentials import AccessToken
+
+        self.scopes.extend(scopes)
+        return AccessToken(self.tokens[scopes[0]], 4_102_444_800)
+
+
+def test_without_key_or_token_azure_identity_authenticates_both_planes(fake):
+    credential = FakeCredential(
+        {
+            "https://cognitiveservices.azure.com/.default": fake.entra_token,
+            f"{fake.url}/.default": fake.management_token,
+        }
+    )
+    credentials = AzureCredentials(
+        endpoint=fake.url,
+        use_entra_id=True,
+        subscription_id="sub-1",
+        resource_group="rg-1",
+        account_name="acct-1",
+    )
+    clock = FakeTime()
+    service = AzureOpenAIService(
+        credentials,
+        settings(deployment={"management_endpoint": fake.url}),
+        sleep=clock.sleep,
+        clock=clock.clock,
+        credential=credential,
+    )
+    file_id = service.upload_file("train.jsonl", jsonl(12).encode())
+    assert fake.calls("POST", "^/openai/files$")[0].headers["authorization"] == (
+        f"Bearer {fake.entra_token}"
+    )
+    service.deploy("gpt-4o-mini.ft-1")
+    assert f"{fake.url}/.default" in credential.scopes
+    assert file_id in fake.files
