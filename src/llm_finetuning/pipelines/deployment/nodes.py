@@ -9,7 +9,7 @@ score by the evaluation pipeline's metrics and a clean-up.
 
 ``deployment.targets`` picks the targets. Kedro builds pipelines without parameters, so
 the nodes of a target that is not picked run but do nothing: they return a record
-``{"skipped": <reason>}`` (an empty frame for predictions) that the next nodes pass on.
+``{"not_run": <reason>}`` (an empty frame for predictions) that the next nodes pass on.
 Each target's nodes are also tagged (``mlflow_serving``, ``azure_openai``), so
 ``kedro run --pipeline deployment --tags azure_openai`` runs one target alone.
 """
