@@ -20,6 +20,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+import mlflow  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -40,9 +41,10 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def imdb_dir() -> Path:
     """Folder with the real IMDB ``train/test.parquet``; skips the test where absent."""
-    if not (IMDB_DIR / "train.parquet").is_file() or not (
-        IMDB_DIR / "test.parquet"
-    ).is_file():
+    if (
+        not (IMDB_DIR / "train.parquet").is_file()
+        or not (IMDB_DIR / "test.parquet").is_file()
+    ):
         pytest.skip(
             f"real IMDB Parquet files not found in {IMDB_DIR} "
             "(set IMDB_DATA_DIR to the folder holding train.parquet and test.parquet)"
@@ -81,3 +83,42 @@ def run_kedro(
             return session.run(pipeline_names=pipeline_names, **run_kwargs)
 
     yield run
+
+
+def _forget_mlflow_state() -> None:
+    """End leftover runs and drop MLflow's cached stores and database engines.
+
+    kedro-mlflow 2.0.3 leaves its run active after a session (it reopens it in
+    ``before_node_run``), and MLflow caches one store and one pooled engine per
+    tracking URI: ``sqlite:///mlflow.db`` is relative to the working directory, which is
+    a new tmp_path in every test, but the cached engine keeps the first test's file (and
+    the active experiment id the first test's experiment).
+    """
+    from mlflow.store.model_registry.sqlalchemy_store import (
+        SqlAlchemyStore as RegistryStore,
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    for store in (TrackingStore, RegistryStore):
+        for engine in store._engine_map.values():
+            engine.dispose()
+        store._engine_map.clear()
+    tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    registry_utils._get_store_registry()._get_store_with_resolved_uri.cache_clear()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    # mlflow.set_experiment (kedro-mlflow calls it) sets both.
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mlflow() -> Iterator[None]:
+    """Every test starts and ends with no MLflow run, store or experiment cached."""
+    _forget_mlflow_state()
+    yield
+    _forget_mlflow_state()

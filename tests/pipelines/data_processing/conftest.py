@@ -1,9 +1,8 @@
-"""Fixtures of the data_processing tests: tokenizers (demo, real GPT-2), MLflow clean-up."""
+"""Fixtures of the data_processing tests: tokenizers (demo, real GPT-2)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -43,18 +42,3 @@ def gpt2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gpt2_tokenizer")
     GPT2TokenizerFast.from_pretrained(raw).save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(autouse=True)
-def _end_leftover_mlflow_runs() -> Iterator[None]:
-    """End the MLflow run kedro-mlflow leaves active after a successful session.
-
-    kedro-mlflow 2.0.3 reopens the run in ``before_node_run`` and ends it only once
-    after the pipeline, so one run stays active in the process: the next session in
-    the same process logs into it (and fails when a parameter changes value).
-    """
-    yield
-    import mlflow
-
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
