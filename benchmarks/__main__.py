@@ -30,7 +30,9 @@ def main(names: list[str]) -> int:
     worst = 0
     for name in names or BENCHMARKS:
         print(f"\n=== {name} ===", flush=True)
-        worst = max(worst, subprocess.call([sys.executable, str(folder / f"{name}.py")]))
+        worst = max(
+            worst, subprocess.call([sys.executable, str(folder / f"{name}.py")])
+        )
     return worst
 
 
