@@ -12,5 +12,7 @@ def package_path(relative: str) -> str:
     """
     path = files("llm_finetuning").joinpath(relative)
     if not path.is_file() and not path.is_dir():
-        raise FileNotFoundError(f"{relative!r} is not shipped in the llm_finetuning package")
+        raise FileNotFoundError(
+            f"{relative!r} is not shipped in the llm_finetuning package"
+        )
     return str(path)

@@ -66,10 +66,13 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         self.metadata = metadata
 
     def load(self) -> TextClassifier:
-        if not (self._path / "config.json").is_file() and not (
-            self._path / ADAPTER_CONFIG_FILE
-        ).is_file():
-            raise DatasetError(f"No model folder at '{self._path}': config.json is missing")
+        if (
+            not (self._path / "config.json").is_file()
+            and not (self._path / ADAPTER_CONFIG_FILE).is_file()
+        ):
+            raise DatasetError(
+                f"No model folder at '{self._path}': config.json is missing"
+            )
         if (self._path / ADAPTER_CONFIG_FILE).is_file():
             from peft import AutoPeftModelForSequenceClassification
 
@@ -82,7 +85,9 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             )
         tokenizer = AutoTokenizer.from_pretrained(self._path)
         metadata_path = self._path / METADATA_FILE
-        metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+        metadata = (
+            json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+        )
         model.eval()
         return TextClassifier(model=model, tokenizer=tokenizer, metadata=metadata)
 
