@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -74,9 +75,15 @@ def _environment() -> dict[str, str]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below 49152: kedro-viz refuses the OS's ephemeral range above it."""
+    for port in random.Random().sample(range(20_000, 49_000), 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 49000 on 127.0.0.1")
 
 
 @pytest.fixture(scope="module")
