@@ -72,6 +72,11 @@ def _run(command: list[str], cwd: Path, timeout: int = 300) -> str:
         for key, value in os.environ.items()
         if key not in ("VIRTUAL_ENV", "PYTHONPATH", "KEDRO_LOGGING_CONFIG")
     }
+    # The fresh venv borrows its third-party packages from the development environment
+    # (the .pth below), so their console scripts (uvicorn, which `mlflow models serve`
+    # execs) are found where a real install would put them: on PATH.
+    dev_scripts = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([env.get("PATH", ""), dev_scripts])
     env.update(
         KEDRO_DISABLE_TELEMETRY="1",
         HF_HUB_OFFLINE="1",
