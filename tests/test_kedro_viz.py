@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.checkout import copy_clean_checkout
 
 pytestmark = pytest.mark.browser
 
@@ -41,24 +42,6 @@ CHROMIUM_ARGS = [
 ]
 PIPELINES = ("data_processing", "training", "evaluation", "deployment")
 SERVER_START_SECONDS = 120
-
-
-def _project_files(project_root: Path) -> list[str]:
-    """Files of the working tree that git does not ignore (what a clean clone has)."""
-    if shutil.which("git") and (project_root / ".git").exists():
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=project_root,
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
-        return [name for name in listed.split("\0") if name]
-    return [
-        str(path.relative_to(project_root))
-        for top in ("src", "conf", "pyproject.toml", "README.md")
-        for path in ([project_root / top] + list((project_root / top).rglob("*")))
-        if path.is_file() and "__pycache__" not in path.parts
-    ]
 
 
 def _environment() -> dict[str, str]:
@@ -100,11 +83,7 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="module")
 def project_copy(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("viz_project")
-    for name in _project_files(project_root):
-        source = project_root / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
+    copy_clean_checkout(project_root, copy)
     return copy
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.checkout import copy_clean_checkout
 
 PACKAGE = "llm_finetuning"
 # Cut short: the test is about packaging, not about learning or tight intervals.
@@ -45,24 +46,6 @@ print("imported from", llm_finetuning.__file__, flush=True)
 sys.argv = ["llm_finetuning", *sys.argv[1:]]
 entry_point.load()()
 """
-
-
-def _project_files(project_root: Path) -> list[str]:
-    """Files of the working tree that git does not ignore (what a clean clone has)."""
-    if shutil.which("git") and (project_root / ".git").exists():
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=project_root,
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
-        return [name for name in listed.split("\0") if name]
-    return [
-        str(path.relative_to(project_root))
-        for top in ("src", "conf", "pyproject.toml", "README.md")
-        for path in ([project_root / top] + list((project_root / top).rglob("*")))
-        if path.is_file() and "__pycache__" not in path.parts
-    ]
 
 
 def _run(command: list[str], cwd: Path, timeout: int = 300) -> str:
@@ -105,11 +88,7 @@ def dist(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     also writes) cannot end up in the wheel.
     """
     copy = tmp_path_factory.mktemp("project")
-    for name in _project_files(project_root):
-        source = project_root / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
+    copy_clean_checkout(project_root, copy)
     _run([sys.executable, "-m", "kedro", "package"], cwd=copy)
     return copy / "dist"
 
