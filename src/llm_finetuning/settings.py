@@ -1,9 +1,13 @@
 """Project settings: configuration loader, resolvers and hooks.
 
-kedro-mlflow registers its hooks through its entry point, so none are listed here.
+kedro-mlflow registers its own hooks through its entry point; the project's hooks
+(:mod:`llm_finetuning.hooks`) end training and MLflow runs whatever way a run ends.
 """
 
+from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks
 from llm_finetuning.resolvers import package_path
+
+HOOKS = (CheckpointHooks(), RunEndingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

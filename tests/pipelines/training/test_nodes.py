@@ -14,6 +14,7 @@ from transformers import TrainerCallback, set_seed
 
 from llm_finetuning.datasets import TextClassifierDataset
 from llm_finetuning.models import ModelSpec, build_classifier, load_tokenizer
+from llm_finetuning.pipelines.training import checkpoints
 from llm_finetuning.pipelines.training.nodes import (
     DynamicPaddingCollator,
     fit,
@@ -180,8 +181,12 @@ def test_resume_auto_continues_from_the_last_checkpoint(
     assert resumed_metrics["throughput"]["samples"] == 4 * 8  # only steps 5-8 ran
     assert [e["step"] for e in resumed_metrics["history"]["train"]] == list(range(1, 9))
     assert not (checkpoint_dir / "checkpoint-6").exists()
+    # Training alone does not end the run: its model is not saved yet.
+    assert json.loads((checkpoint_dir / "run.json").read_text())["finished"] is False
+    assert (checkpoint_dir / "checkpoint-8").is_dir()
+    assert checkpoints.finish_saved_model(resumed.metadata) == checkpoint_dir
     assert json.loads((checkpoint_dir / "run.json").read_text())["finished"] is True
-    assert not list(checkpoint_dir.glob("checkpoint-*"))  # deleted after success
+    assert not list(checkpoint_dir.glob("checkpoint-*"))  # deleted after the save
 
     # Resuming reproduces the uninterrupted run (same batches, RNG state restored).
     uninterrupted, metrics = fit(
@@ -194,10 +199,53 @@ def test_resume_auto_continues_from_the_last_checkpoint(
     assert metrics["resumed_from_step"] is None
     for name, weight in uninterrupted.model.state_dict().items():
         assert torch.allclose(weight, resumed.model.state_dict()[name], atol=1e-6), name
+    checkpoints.finish_saved_model(uninterrupted.metadata)
 
     # A finished run is not resumed: the next run starts afresh.
     _, again = fit(tokenized_reviews, LABEL_NAMES, model_params, params, runtime_params)
     assert again["resumed_from_step"] is None
+
+
+def test_resume_in_a_later_epoch_reproduces_the_uninterrupted_run(
+    tmp_path, tokenized_reviews, model_params, training_params, runtime_params
+):
+    """96 reviews in batches of 8: 12 steps an epoch; the crash comes in epoch 2.
+
+    Each epoch's length-grouped order is drawn anew; the resumed process must draw
+    the same order for the epoch it resumes in and every later one, and the same
+    dropout masks, or its weights drift from the uninterrupted run's.
+    """
+    dropout = {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+    model_params["architecture"].update(dropout)
+    params = training_params(
+        max_steps=30, evaluation={"steps": 10}, checkpoints={"every_n_steps": 4}
+    )
+    with pytest.raises(_Crash):
+        fit(
+            tokenized_reviews,
+            LABEL_NAMES,
+            model_params,
+            params,
+            runtime_params,
+            callbacks=[CrashAfterCheckpoint(step=16)],
+        )
+    resumed, resumed_metrics = fit(
+        tokenized_reviews, LABEL_NAMES, model_params, params, runtime_params
+    )
+    assert resumed_metrics["resumed_from_step"] == 16
+    fresh = training_params(
+        max_steps=30,
+        evaluation={"steps": 10},
+        checkpoints={"every_n_steps": 4, "dir": str(tmp_path / "fresh")},
+    )
+    uninterrupted, metrics = fit(
+        tokenized_reviews, LABEL_NAMES, model_params, fresh, runtime_params
+    )
+    assert [e["eval_loss"] for e in resumed_metrics["history"]["eval"]] == pytest.approx(
+        [e["eval_loss"] for e in metrics["history"]["eval"]], abs=1e-6
+    )
+    for name, weight in uninterrupted.model.state_dict().items():
+        assert torch.allclose(weight, resumed.model.state_dict()[name], atol=1e-6), name
 
 
 def test_changed_parameters_start_afresh_instead_of_resuming(

@@ -40,7 +40,11 @@ class PeriodicCheckpointCallback(TrainerCallback):
         self._due = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every_n_steps == 0:
+        # The last step too: a kill while the model is saved then repeats no training.
+        if (
+            state.global_step % self.every_n_steps == 0
+            or state.global_step >= state.max_steps
+        ):
             self._due = True
         if self._due:
             control.should_save = True

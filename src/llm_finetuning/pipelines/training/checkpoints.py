@@ -5,7 +5,8 @@ last, so a run killed while saving leaves a folder without it (or with a truncat
 one): only folders with a readable state and their weights and optimizer count as
 complete. ``run.json`` beside them records which run the checkpoints belong to (a
 fingerprint of the data, model and parameters) and whether it finished, so ``resume:
-auto`` never continues someone else's run or re-enters a finished one.
+auto`` never continues someone else's run or re-enters a finished one. A run finishes
+when its model has been saved (:func:`finish_saved_model`), not when training ends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,27 @@ def finish(folder: Path, run_fingerprint: str, *, keep: bool) -> None:
     if not keep:
         for checkpoint in checkpoint_folders(folder):
             shutil.rmtree(checkpoint)
+
+
+def finish_saved_model(model_metadata: Mapping[str, Any]) -> Path | None:
+    """End the training run a model was saved from; returns its checkpoint folder.
+
+    Called once the model folder is completely saved, never before: until then the
+    run's checkpoints are what a rerun resumes from. Nothing happens when the metadata
+    names no checkpoint folder, or when the folder now belongs to another run (a model
+    loaded and saved again must not end someone else's training).
+    """
+    facts = model_metadata.get("checkpoints")
+    run_fingerprint = model_metadata.get("run_fingerprint")
+    if not isinstance(facts, Mapping) or not run_fingerprint:
+        return None
+    folder = Path(facts["dir"])
+    run = _read_run(folder)
+    if run.get("fingerprint") != run_fingerprint or run.get("finished", False):
+        return None
+    finish(folder, run_fingerprint, keep=bool(facts.get("keep_after_success")))
+    logger.info("Model saved: training run %s finished (%s)", run_fingerprint, folder)
+    return folder
 
 
 def _read_run(folder: Path) -> dict[str, Any]:

@@ -51,9 +51,9 @@ from llm_finetuning.pipelines.training.callbacks import (
     log_to_run,
 )
 from llm_finetuning.pipelines.training.config import TrainingConfig
+from llm_finetuning.pipelines.training.sampling import ClassifierTrainer
 from llm_finetuning.pipelines.training.throughput import (
     BatchStats,
-    MeasuredTrainer,
     ThroughputCallback,
     default_peak_flops,
     throughput_report,
@@ -224,7 +224,7 @@ def fit(
                     config.evaluation.early_stopping_threshold,
                 )
             )
-    trainer = MeasuredTrainer(
+    trainer = ClassifierTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],
@@ -238,13 +238,12 @@ def fit(
         callbacks=trainer_callbacks,
         batch_stats=stats,
     )
+    # The checkpoints stay until the model is saved: the catalog's save of
+    # ``fine_tuned_model`` ends the run (``hooks.CheckpointHooks``), so a kill before
+    # or during that save resumes from them instead of training again.
     summary = trainer.train(
         resume_from_checkpoint=str(resume_from) if resume_from else None
     )
-    if trainer.is_world_process_zero():
-        checkpoints.finish(
-            checkpoint_dir, run_fingerprint, keep=config.checkpoints.keep_after_success
-        )
 
     config_of_model = trainer.model.config
     peak = config.peak_flops or default_peak_flops(args.device, precision)
@@ -287,6 +286,10 @@ def fit(
         "fit": facts,
         "best": metrics["best"],
         "run_fingerprint": run_fingerprint,
+        "checkpoints": {
+            "dir": str(checkpoint_dir),
+            "keep_after_success": config.checkpoints.keep_after_success,
+        },
     }
     return TextClassifier(
         model=saved_model, tokenizer=tokenizer, metadata=metadata
@@ -485,7 +488,7 @@ def _history(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return {"train": train, "eval": evaluations}
 
 
-def _best(trainer: MeasuredTrainer) -> dict[str, Any]:
+def _best(trainer: ClassifierTrainer) -> dict[str, Any]:
     state = trainer.state
     metric = trainer.args.metric_for_best_model
     if metric and not metric.startswith("eval_"):
