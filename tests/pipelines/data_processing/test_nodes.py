@@ -284,13 +284,13 @@ def test_validate_maps_labels_cleans_text_and_reports() -> None:
 
 def test_validate_keeps_html_line_breaks_when_told_to() -> None:
     raw = {
-        "train": raw_split(["a<br />b"], ["positive"]),
+        "train": raw_split(["a<br />b", "d"], ["positive", "negative"]),
         "test": raw_split(["c"], ["negative"]),
     }
     clean, _, _ = validate_and_clean(
         raw, SENTIMENT, {"html_line_breaks_to_newlines": False}
     )
-    assert clean["train"]["text"].tolist() == ["a<br />b"]
+    assert clean["train"]["text"].tolist() == ["a<br />b", "d"]
 
 
 @pytest.mark.parametrize(
@@ -319,12 +319,13 @@ def test_validate_maps_each_label_convention(
 def test_validate_removes_train_reviews_that_are_in_test() -> None:
     raw = {
         "train": raw_split(
-            ["leak", "only train", "leak"], ["positive", "negative", "positive"]
+            ["leak", "only train", "leak", "also train"],
+            ["positive", "negative", "positive", "positive"],
         ),
         "test": raw_split(["leak", "only test"], ["positive", "negative"]),
     }
     clean, report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
-    assert clean["train"]["text"].tolist() == ["only train"]
+    assert clean["train"]["text"].tolist() == ["only train", "also train"]
     assert clean["test"]["text"].tolist() == ["leak", "only test"]
     assert report["splits"]["train"]["removed"]["duplicate"] == 1
     assert report["splits"]["train"]["removed"]["in_test_split"] == 1
@@ -334,12 +335,13 @@ def test_validate_removes_train_reviews_that_are_in_test() -> None:
 def test_validate_drops_texts_seen_with_both_labels() -> None:
     raw = {
         "train": raw_split(
-            ["same", "same", "other"], ["positive", "negative", "negative"]
+            ["same", "same", "other", "more"],
+            ["positive", "negative", "negative", "positive"],
         ),
         "test": raw_split(["x"], ["positive"]),
     }
     clean, report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
-    assert clean["train"]["text"].tolist() == ["other"]
+    assert clean["train"]["text"].tolist() == ["other", "more"]
     assert report["splits"]["train"]["removed"]["conflicting_labels"] == 2
 
 

@@ -6,7 +6,8 @@ for the model the training pipeline fine-tunes.
 
 Every node is a pure function of its inputs and parameters; the catalog does the I/O.
 Intermediates before validation stay in memory, so bad input stops the run before
-anything is written.
+anything is written. The data quality report is written last, by
+:func:`report_data_quality`, because it also counts what tokenization truncated.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sklearn.model_selection import train_test_split
 from transformers import PreTrainedTokenizerBase
 
 from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.pipelines.data_processing.encoding import decoding_hint
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,20 @@ FILE_COLUMN = "file"
 ROWS_SHOWN = 5
 SPLITS = ("train", "validation", "test")
 _HTML_LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
+# Terminal escape sequences (ECMA-48) pasted or scraped into reviews. They go before
+# the lone control characters below, or removing ESC alone would leave "[31m" in the
+# text. CSI: ESC [ parameters intermediates final byte. OSC: ESC ] ... BEL or ESC \.
+# Lone: ESC, optional intermediates, one final byte (ESC 7, ESC c, ESC ( B, ...).
+_CSI = r"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
+_OSC = r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+_LONE_ESCAPE = r"\x1b[\x20-\x2f]*[\x30-\x7e]"
+_ANSI_ESCAPE = f"{_CSI}|{_OSC}|{_LONE_ESCAPE}"
+# C0 controls except tab, newline and carriage return, plus DEL: invisible, and the
+# byte-level tokenizers turn each into tokens of its own. ESC (0x1b) is in the range,
+# so one search finds the rows with either kind.
+_CONTROL_CHARACTER = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Longest label value quoted in an error (a swapped column holds whole reviews).
+_LABEL_SHOWN = 40
 
 # Compact on disk and in memory: GPT-2 ids fit in int32 and the mask is all ones
 # (no padding), so int8 is enough. The training collator converts to int64 tensors.
@@ -275,12 +291,17 @@ def _as_split_mapping(raw_reviews: Any, params: SourceParams) -> dict[str, Any]:
     )
 
 
+def _loader_filepath(loader: Callable[[], Any]) -> Any | None:
+    """The file behind a PartitionedDataset load function (a bound ``load``)."""
+    return getattr(getattr(loader, "__self__", None), "_filepath", None)
+
+
 def _describe_loader(loader: Callable[[], Any], split: str) -> str:
     """Name the file behind a PartitionedDataset load function, where it has one."""
-    dataset = getattr(loader, "__self__", None)
-    filepath = getattr(dataset, "_filepath", None)
+    filepath = _loader_filepath(loader)
     if filepath is not None:
         return f"raw_reviews split '{split}' (file {filepath})"
+    dataset = getattr(loader, "__self__", None)
     return f"raw_reviews split '{split}' ({dataset or loader})"
 
 
@@ -291,7 +312,18 @@ def _read_split(raw: Any, split: str, params: SourceParams) -> RawSplit:
         try:
             raw = raw()
         except Exception as exc:
-            raise DataValidationError(f"Cannot read {source}: {exc}") from exc
+            # A partition is read here, not by the runner, so the catalog-level hook
+            # never sees it: the hint goes in this node's own error.
+            hint = decoding_hint(
+                exc,
+                "raw_reviews",
+                _loader_filepath(raw),
+                "dataset: {load_args: {encoding: ...}} (the files' dataset)",
+            )
+            message = f"Cannot read {source}: {exc}"
+            raise DataValidationError(
+                message if hint is None else f"{message}\n{hint}"
+            ) from exc
     if isinstance(raw, Dataset):
         name = raw.info.dataset_name or raw.info.builder_name
         if name:
@@ -336,14 +368,17 @@ def validate_and_clean(
     """Check the raw splits, clean the text, map labels and remove duplicates and leaks.
 
     Stops with :class:`DataValidationError` (naming source, column and rows) on a
-    label outside the mapping, a text that is not a string, or a split without any
-    non-empty text. Otherwise removes, and counts per reason: missing or empty text,
-    exact duplicates within a split, texts seen with different labels in a split, and
-    train texts that are also in test (evaluation leakage).
+    label outside the mapping, a text that is not a string, a split without any
+    non-empty text, or a train split left with fewer than two classes. Otherwise
+    removes, and counts per reason: terminal escape sequences and control characters
+    in the text; missing or empty text, exact duplicates within a split, texts seen
+    with different labels in a split, and train texts that are also in test
+    (evaluation leakage). A class missing from a split is a warning.
 
     Returns:
         The clean splits (``row_id``, ``text``, ``label`` as class id), the data
-        quality report and the class names by id.
+        quality report so far (:func:`report_data_quality` completes it) and the
+        class names by id.
     """
     source = SourceParams.from_params(source_params)
     cleaning = CleaningParams.from_params(cleaning_params)
@@ -355,9 +390,9 @@ def validate_and_clean(
         role: _checked_split(raw, source, lookup, cleaning)
         for role, raw in raw_splits.items()
     }
-    report: dict[str, Any] = {"label_names": names, "splits": {}}
+    report: dict[str, Any] = {"label_names": names, "splits": {}, "warnings": []}
     clean: dict[str, pd.DataFrame] = {}
-    for role, (table, empty_labels) in checked.items():
+    for role, (table, empty_labels, characters) in checked.items():
         clean[role], duplicates = _drop_duplicates(table)
         report["splits"][role] = {
             "source": raw_splits[role].source,
@@ -365,6 +400,7 @@ def validate_and_clean(
             "labels_before": _label_counts(
                 pd.concat([table[LABEL], empty_labels]), names
             ),
+            "cleaned": characters,
             "removed": {"empty_text": len(empty_labels), **duplicates},
         }
     if "test" in clean:
@@ -381,8 +417,75 @@ def validate_and_clean(
         entry = report["splits"][role]
         entry["rows_after"] = len(table)
         entry["labels_after"] = _label_counts(table[LABEL], names)
-    logger.info("Data quality report:\n%s", json.dumps(report, indent=2))
+    _check_train_classes(report["splits"]["train"], source)
+    for role, entry in report["splits"].items():
+        warning = _missing_classes_warning(
+            f"The {role} split ({entry['source']})", entry["labels_after"]
+        )
+        if warning is not None:
+            report["warnings"].append(warning)
+    for warning in report["warnings"]:
+        logger.warning("%s", warning)
+    logger.info("Data quality report (cleaning):\n%s", json.dumps(report, indent=2))
     return clean, report, names
+
+
+def _check_train_classes(entry: dict[str, Any], source: SourceParams) -> None:
+    """Stop when train has fewer than two classes: no classifier can learn from it.
+
+    Such a run trains without an error and gives a model that predicts one class.
+    """
+    counts = entry["labels_after"]
+    present = [name for name, count in counts.items() if count > 0]
+    if len(present) >= 2:
+        return
+    raise DataValidationError(
+        f"{entry['source']}: the train split has reviews of {len(present)} class(es) "
+        f"after cleaning, a classifier needs at least 2. Label counts after "
+        f"cleaning {counts}, before {entry['labels_before']}. Check the train data "
+        f"and data_processing.source.label_column ('{source.label_column}')"
+        + (
+            ""
+            if source.label_mapping is None
+            else " and data_processing.source.label_mapping"
+        )
+        + "."
+    )
+
+
+def _missing_classes_warning(what: str, counts: dict[str, int]) -> str | None:
+    """A warning naming the classes with no reviews in ``counts``; None if none."""
+    missing = [name for name, count in counts.items() if count == 0]
+    if not missing or not any(counts.values()):
+        return None
+    return (
+        f"{what} has no reviews of class(es) {missing} (label counts {counts}): "
+        "metrics on it say nothing about those classes"
+    )
+
+
+def _remove_control_characters(text: pd.Series) -> tuple[pd.Series, dict[str, int]]:
+    """Remove terminal escape sequences, then the other control characters; count.
+
+    Only the rows holding a control character are rewritten: one vectorised search
+    over all rows, then the two replacements on the few that match.
+    """
+    has_control = text.str.contains(_CONTROL_CHARACTER, regex=True).to_numpy(dtype=bool)
+    counts = {
+        "reviews_with_control_characters": int(has_control.sum()),
+        "ansi_escape_sequences": 0,
+        "control_characters": 0,
+    }
+    if not has_control.any():
+        return text, counts
+    affected = text[has_control]
+    counts["ansi_escape_sequences"] = int(affected.str.count(_ANSI_ESCAPE).sum())
+    affected = affected.str.replace(_ANSI_ESCAPE, "", regex=True)
+    counts["control_characters"] = int(affected.str.count(_CONTROL_CHARACTER).sum())
+    affected = affected.str.replace(_CONTROL_CHARACTER, "", regex=True)
+    text = text.copy()
+    text[has_control] = affected
+    return text, counts
 
 
 def _checked_split(
@@ -390,11 +493,12 @@ def _checked_split(
     source: SourceParams,
     lookup: dict[str, int],
     cleaning: CleaningParams,
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Map labels and clean text of one split; returns it and the labels of empty rows.
+) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
+    """Map labels and clean text of one split.
 
     Raises on bad types and unknown labels; rows with missing or blank text are left
-    out (their labels are returned so the report can count them).
+    out (their labels are returned so the report can count them), as are the counts
+    of removed escape sequences and control characters.
     """
     frame = raw.frame
     text = frame[TEXT]
@@ -411,13 +515,9 @@ def _checked_split(
     labels = _map_labels(frame[LABEL], lookup)
     unknown = labels.isna().to_numpy()
     if unknown.any():
-        values = sorted({repr(v) for v in frame[LABEL][unknown]})[:ROWS_SHOWN]
-        raise DataValidationError(
-            f"{raw.source}: column '{source.label_column}' has labels outside "
-            f"data_processing.source.label_mapping {sorted(lookup)} in "
-            f"{_rows(frame, unknown)}: values {', '.join(values)}"
-        )
+        raise DataValidationError(_unknown_labels_message(raw, source, unknown))
     cleaned = text.where(~missing, "").astype(str)
+    cleaned, characters = _remove_control_characters(cleaned)
     if cleaning.html_line_breaks_to_newlines:
         cleaned = cleaned.str.replace(_HTML_LINE_BREAK, "\n", regex=True)
     cleaned = cleaned.str.strip()
@@ -434,7 +534,49 @@ def _checked_split(
             LABEL: labels.astype("int64"),
         }
     )
-    return table[~empty], table[LABEL][empty]
+    return table[~empty], table[LABEL][empty], characters
+
+
+def _shown_label(value: Any) -> str:
+    """``repr`` of a raw label, cut short (a swapped column holds whole reviews)."""
+    shown = repr(value)
+    return shown if len(shown) <= _LABEL_SHOWN else f"{shown[: _LABEL_SHOWN - 3]}..."
+
+
+def _unknown_labels_message(
+    raw: RawSplit, source: SourceParams, unknown: np.ndarray
+) -> str:
+    """Which labels were found, which are expected, and which parameter to set.
+
+    Quotes only what is configured: with no ``label_mapping`` the expected labels
+    are the class ids, not a mapping.
+    """
+    frame = raw.frame
+    found = sorted({_shown_label(v) for v in frame[LABEL][unknown]})
+    more = len(found) - ROWS_SHOWN
+    found_text = ", ".join(found[:ROWS_SHOWN]) + (
+        f" and {more} more" if more > 0 else ""
+    )
+    column = f"column '{source.label_column}'"
+    names = source.class_names()
+    if source.label_mapping is None:
+        return (
+            f"{raw.source}: {column} has labels outside the class ids 0..{len(names) - 1} "
+            f"in {_rows(frame, unknown)}: found {found_text}. "
+            "data_processing.source.label_mapping is not set, so the labels must "
+            f"already be class ids 0..{len(names) - 1} (label_names {names}). Set "
+            "data_processing.source.label_mapping to map each raw label to a class "
+            "id, or data_processing.source.label_column to the column holding the "
+            "labels."
+        )
+    expected = ", ".join(repr(key) for key in source.label_mapping)
+    return (
+        f"{raw.source}: {column} has labels outside "
+        f"data_processing.source.label_mapping in {_rows(frame, unknown)}: found "
+        f"{found_text}; expected one of its keys {expected}. Add them to "
+        "data_processing.source.label_mapping, or set "
+        "data_processing.source.label_column to the column holding the labels."
+    )
 
 
 def _map_labels(raw_labels: pd.Series, lookup: dict[str, int]) -> pd.Series:
@@ -663,7 +805,8 @@ def _tokenize_batch(
 def _length_summary(
     untruncated: list[int], kept: list[int], max_length: int
 ) -> dict[str, float | int]:
-    """Token counts before truncation (mean, percentiles, max) and the share cut."""
+    """Token counts before truncation (mean, percentiles, max), the number and share
+    of reviews truncated (longer than ``max_length`` tokens) and the tokens kept."""
     if len(untruncated) == 0:
         return {"reviews": 0}
     lengths = np.asarray(untruncated)
@@ -675,6 +818,53 @@ def _length_summary(
         "p90": round(float(p90), 1),
         "p99": round(float(p99), 1),
         "max": int(lengths.max()),
+        "truncated": int((lengths > max_length).sum()),
         "share_truncated": round(float((lengths > max_length).mean()), 4),
         "tokens_kept": int(np.sum(kept)),
     }
+
+
+# ------------------------------------------------------------------------- report
+
+
+def report_data_quality(
+    cleaning_report: dict[str, Any],
+    train_reviews: pd.DataFrame,
+    validation_reviews: pd.DataFrame,
+    test_reviews: pd.DataFrame,
+    token_length_summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Complete the data quality report with the samples and what truncation cut.
+
+    Adds ``samples``: ``max_length`` (from the token-length summary, i.e. the
+    ``model.max_length`` tokenization used) and, per sample, its reviews, label
+    counts, and the number and share of reviews truncated. A class missing from
+    the validation or test sample is a warning (logged), not an error.
+
+    Returns:
+        The report the catalog saves as ``data_quality_report``.
+    """
+    report = {**cleaning_report, "warnings": list(cleaning_report.get("warnings", []))}
+    names = report["label_names"]
+    frames = dict(
+        zip(SPLITS, (train_reviews, validation_reviews, test_reviews), strict=True)
+    )
+    samples: dict[str, Any] = {"max_length": token_length_summary["max_length"]}
+    for split, frame in frames.items():
+        lengths = token_length_summary.get(split, {})
+        samples[split] = {
+            "reviews": len(frame),
+            "labels": _label_counts(frame[LABEL], names),
+            "truncated": int(lengths.get("truncated", 0)),
+            "share_truncated": float(lengths.get("share_truncated", 0.0)),
+        }
+    for split in ("validation", "test"):
+        warning = _missing_classes_warning(
+            f"The {split} sample", samples[split]["labels"]
+        )
+        if warning is not None:
+            logger.warning("%s", warning)
+            report["warnings"].append(warning)
+    report["samples"] = samples
+    logger.info("Data quality report:\n%s", json.dumps(report, indent=2))
+    return report

@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from llm_finetuning.pipelines.data_processing.nodes import (
     load_raw_splits,
+    report_data_quality,
     sample_splits,
     tokenize_splits,
     validate_and_clean,
@@ -11,10 +12,12 @@ from llm_finetuning.pipelines.data_processing.nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Load -> validate and clean -> sample -> tokenize.
+    """Load -> validate and clean -> sample -> tokenize -> data quality report.
 
-    ``raw_splits`` and ``clean_splits`` are not in the catalog: they stay in memory,
-    so bad input stops the run before any output is written.
+    ``raw_splits``, ``clean_splits`` and ``cleaning_report`` are not in the catalog:
+    they stay in memory, so bad input stops the run before any output is written.
+    The report is saved last because it also counts the reviews tokenization
+    truncated (``token_length_summary``, made with ``params:model``'s max_length).
     """
     return Pipeline(
         [
@@ -31,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:data_processing.source",
                     "params:data_processing.cleaning",
                 ],
-                outputs=["clean_splits", "data_quality_report", "label_names"],
+                outputs=["clean_splits", "cleaning_report", "label_names"],
                 name="validate_and_clean",
             ),
             Node(
@@ -55,6 +58,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["tokenized_reviews", "token_length_summary"],
                 name="tokenize_splits",
+            ),
+            Node(
+                report_data_quality,
+                inputs=[
+                    "cleaning_report",
+                    "train_reviews",
+                    "validation_reviews",
+                    "test_reviews",
+                    "token_length_summary",
+                ],
+                outputs="data_quality_report",
+                name="report_data_quality",
             ),
         ]
     )
