@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from llm_finetuning.pipelines.data_processing.nodes import (
     RawSplit,
     SourceParams,
     load_raw_splits,
+    report_data_quality,
     sample_splits,
     tokenize_splits,
     validate_and_clean,
@@ -237,6 +239,32 @@ def test_load_names_an_unreadable_file(tmp_path: Path) -> None:
         load_raw_splits(partitions, SENTIMENT)
 
 
+def test_load_tells_how_to_set_the_encoding_of_a_partition(tmp_path: Path) -> None:
+    folder = tmp_path / "raw"
+    write_partitions(folder, ".csv", {"train": reviews(["a", "b"], ["positive"] * 2)})
+    (folder / "test.csv").write_bytes(
+        "review,sentiment\nUn film très réussi,positive\n".encode("latin-1")
+    )
+    partitions = PartitionedDataset(
+        path=str(folder), dataset="pandas.CSVDataset", filename_suffix=".csv"
+    ).load()
+    with pytest.raises(DataValidationError) as error:
+        load_raw_splits(partitions, SENTIMENT)
+    message = str(error.value)
+    assert "split 'test' (file " in message and "test.csv" in message
+    assert "is not valid utf-8 text" in message
+    assert "dataset: {load_args: {encoding: ...}}" in message
+
+    latin = PartitionedDataset(
+        path=str(folder),
+        dataset={"type": "pandas.CSVDataset", "load_args": {"encoding": "latin-1"}},
+        filename_suffix=".csv",
+    ).load()
+    assert load_raw_splits(latin, SENTIMENT)["test"].frame["text"].tolist() == [
+        "Un film très réussi"
+    ]
+
+
 def test_load_rejects_streaming_datasets() -> None:
     with pytest.raises(DataValidationError, match="streaming"):
         load_raw_splits(IterableDatasetDict(), SENTIMENT)
@@ -396,6 +424,132 @@ def test_validate_names_files_and_counts_more_rows_than_shown() -> None:
         validate_and_clean(raw, SENTIMENT, CLEANING)
 
 
+def test_validate_quotes_the_mapping_keys_for_unknown_labels() -> None:
+    raw = {
+        "train": raw_split(["a", "b"], ["positive", "neutral"]),
+        "test": raw_split(["c"], ["negative"]),
+    }
+    with pytest.raises(DataValidationError) as error:
+        validate_and_clean(raw, SENTIMENT, CLEANING)
+    message = str(error.value)
+    assert "found 'neutral'; expected one of its keys 'negative', 'positive'" in message
+    assert "data_processing.source.label_mapping" in message
+
+
+def test_validate_without_a_mapping_does_not_invent_one() -> None:
+    """label_mapping null: the expected labels are class ids, not a mapping ['0', '1']."""
+    params = {"label_mapping": None, "label_names": ["neg", "pos"]}
+    raw = {
+        "train": raw_split(["a", "b", "c"], [0, "pos", 2]),
+        "test": raw_split(["d"], [1]),
+    }
+    with pytest.raises(DataValidationError) as error:
+        validate_and_clean(raw, params, CLEANING)
+    message = str(error.value)
+    assert "['0', '1']" not in message
+    assert "rows 1, 2: found 'pos', 2" in message
+    assert "label_mapping is not set" in message
+    assert "class ids 0..1 (label_names ['neg', 'pos'])" in message
+    assert "Set data_processing.source.label_mapping" in message
+
+
+def test_validate_cuts_long_labels_short_in_the_error() -> None:
+    raw = {
+        "train": raw_split(["a"], ["an entire review " * 20]),
+        "test": raw_split(["b"], ["positive"]),
+    }
+    with pytest.raises(DataValidationError) as error:
+        validate_and_clean(raw, SENTIMENT, CLEANING)
+    assert "found 'an entire review an entire review an...;" in str(error.value)
+
+
+def test_validate_stops_on_a_train_split_with_one_class() -> None:
+    raw = {
+        "train": raw_split(["a", "b", "c"], ["positive"] * 3),
+        "test": raw_split(["d", "e"], ["positive", "negative"]),
+    }
+    with pytest.raises(DataValidationError) as error:
+        validate_and_clean(raw, SENTIMENT, CLEANING)
+    message = str(error.value)
+    assert message.startswith("raw_reviews split 'x' (file x.csv): the train split")
+    assert "1 class(es)" in message
+    assert "{'negative': 0, 'positive': 3}" in message
+
+
+def test_validate_counts_one_class_after_cleaning_not_before() -> None:
+    """The only negative review is also in test: train is left with one class."""
+    raw = {
+        "train": raw_split(["leak", "b", "c"], ["negative", "positive", "positive"]),
+        "test": raw_split(["leak", "e"], ["negative", "positive"]),
+    }
+    with pytest.raises(DataValidationError, match="the train split has reviews of 1"):
+        validate_and_clean(raw, SENTIMENT, CLEANING)
+
+
+def test_validate_warns_of_a_class_missing_from_test(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    raw = {
+        "train": raw_split(["a", "b"], ["positive", "negative"]),
+        "test": raw_split(["c", "d"], ["positive"] * 2),
+    }
+    with caplog.at_level(logging.WARNING):
+        _, report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
+    (warning,) = report["warnings"]
+    assert warning.startswith("The test split (raw_reviews split 'x' (file x.csv))")
+    assert "class(es) ['negative']" in warning
+    assert warning in caplog.messages
+
+
+def test_validate_removes_and_counts_control_characters_and_ansi_escapes() -> None:
+    texts = [
+        "\x1b[1;31mRed\x1b[0m and bold",  # CSI (SGR colours)
+        "Title\x1b]0;window title\x07 link \x1b]8;;http://x\x1b\\here",  # OSC
+        "Saved\x1b7 cursor\x1b8 reset\x1bc",  # lone ESC sequences
+        "NUL\x00 BEL\x07 DEL\x7f BS\x08 VT\x0b bare ESC\x1b",  # C0 and DEL
+        "Tabs\tnewlines\nand\r\nreturns stay",
+        "\x00\x07",  # nothing left: an empty text
+    ]
+    raw = {
+        "train": raw_split(texts, ["positive", "negative"] * 3),
+        "test": raw_split(["z"], ["positive"]),
+    }
+    clean, report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
+    assert clean["train"]["text"].tolist() == [
+        "Red and bold",
+        "Title link here",
+        "Saved cursor reset",
+        "NUL BEL DEL BS VT bare ESC",
+        "Tabs\tnewlines\nand\r\nreturns stay",
+    ]
+    entry = report["splits"]["train"]
+    assert entry["cleaned"] == {
+        "reviews_with_control_characters": 5,
+        "ansi_escape_sequences": 7,
+        "control_characters": 8,
+    }
+    assert entry["removed"]["empty_text"] == 1
+    assert report["splits"]["test"]["cleaned"] == {
+        "reviews_with_control_characters": 0,
+        "ansi_escape_sequences": 0,
+        "control_characters": 0,
+    }
+
+
+def test_validate_compares_texts_after_removing_control_characters() -> None:
+    raw = {
+        "train": raw_split(
+            ["Great\x00 film", "Great film", "Bad", "Awful"],
+            ["positive", "positive", "negative", "negative"],
+        ),
+        "test": raw_split(["\x1b[32mBad\x1b[0m"], ["negative"]),
+    }
+    clean, report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
+    assert clean["train"]["text"].tolist() == ["Great film", "Awful"]
+    assert report["splits"]["train"]["removed"]["duplicate"] == 1
+    assert report["splits"]["train"]["removed"]["in_test_split"] == 1
+
+
 # -------------------------------------------------------------------- sample
 
 
@@ -529,6 +683,7 @@ def test_tokenize_keeps_unpadded_truncated_ids_and_summarises_lengths(
     assert summary["max_length"] == 64
     assert summary["train"]["max"] == max(untruncated) > 64
     assert summary["train"]["mean"] == round(float(np.mean(untruncated)), 1)
+    assert summary["train"]["truncated"] == 1
     assert summary["train"]["share_truncated"] == round(1 / 3, 4)
     assert summary["train"]["tokens_kept"] == sum(lengths)
     assert summary["validation"]["reviews"] == 1
@@ -557,3 +712,71 @@ def test_tokenize_counts_untruncated_length_with_special_tokens(tmp_path: Path) 
     assert len(tokenized["validation"]) == 0
     assert tokenized["validation"].column_names == tokenized["train"].column_names
     assert summary["validation"] == {"reviews": 0}
+
+
+# -------------------------------------------------------------------- report
+
+
+def test_report_counts_truncated_reviews_per_sample_and_warns_of_missing_classes(
+    demo_model_params: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    long_review = "A long review that goes on and on about the film. " * 30
+    short = "Short and sweet."
+
+    def sample(texts: list[str], labels: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"row_id": np.arange(len(texts)), "text": texts, "label": labels}
+        )
+
+    train = sample([long_review, short, long_review + "!"], [0, 1, 1])
+    validation = sample([short + "?"], [1])  # no negative review
+    test = sample([long_review + ".", short + "."], [0, 1])
+    _, summary = tokenize_splits(train, validation, test, demo_model_params, {})
+    raw = {
+        "train": raw_split(["a", "b"], ["positive", "negative"]),
+        "test": raw_split(["c", "d"], ["positive", "negative"]),
+    }
+    _, cleaning_report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
+
+    with caplog.at_level(logging.WARNING):
+        report = report_data_quality(cleaning_report, train, validation, test, summary)
+
+    samples = report["samples"]
+    assert samples["max_length"] == demo_model_params["max_length"] == 64
+    assert samples["train"] == {
+        "reviews": 3,
+        "labels": {"negative": 1, "positive": 2},
+        "truncated": 2,
+        "share_truncated": round(2 / 3, 4),
+    }
+    assert samples["validation"]["truncated"] == 0
+    assert (samples["test"]["truncated"], samples["test"]["share_truncated"]) == (
+        1,
+        0.5,
+    )
+    (warning,) = report["warnings"]
+    assert warning.startswith("The validation sample has no reviews of class(es) ")
+    assert "['negative']" in warning
+    assert warning in caplog.messages
+    assert report["splits"] == cleaning_report["splits"]
+    assert cleaning_report["warnings"] == []  # the node's input is left as it was
+
+
+def test_report_of_an_empty_sample_has_no_class_warning(
+    demo_model_params: dict[str, Any],
+) -> None:
+    frame = pd.DataFrame({"row_id": [0, 1], "text": ["Good.", "Bad."], "label": [1, 0]})
+    _, summary = tokenize_splits(frame, frame.iloc[:0], frame, demo_model_params, {})
+    raw = {
+        "train": raw_split(["a", "b"], ["positive", "negative"]),
+        "test": raw_split(["c", "d"], ["positive", "negative"]),
+    }
+    _, cleaning_report, _ = validate_and_clean(raw, SENTIMENT, CLEANING)
+    report = report_data_quality(cleaning_report, frame, frame.iloc[:0], frame, summary)
+    assert report["samples"]["validation"] == {
+        "reviews": 0,
+        "labels": {"negative": 0, "positive": 0},
+        "truncated": 0,
+        "share_truncated": 0.0,
+    }
+    assert report["warnings"] == []
