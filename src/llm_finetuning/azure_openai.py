@@ -19,17 +19,21 @@ What is here, in the order the ``deployment`` pipeline uses it:
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
+import hashlib
 import json
 import logging
 import math
 import os
 import re
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -49,6 +53,14 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Job statuses after which polling stops.
 JOB_SUCCEEDED = "succeeded"
 JOB_FAILED_STATUSES = ("failed", "cancelled")
+# Resource Manager provisioning states after which a deployment is no use.
+DEPLOYMENT_FAILED_STATES = ("Failed", "Canceled")
+# File statuses of an upload that cannot be used for fine-tuning.
+FILE_FAILED_STATUSES = ("error", "deleted")
+# Listing files and jobs (to find what an unanswered request created): items per page,
+# and how many of the newest are looked at in all.
+LIST_PAGE_SIZE = 100
+MAX_LISTED = 1000
 # Azure OpenAI rejects fine-tuning files with fewer examples than this.
 MIN_EXAMPLES = 10
 # Training-example context limits of fine-tunable models (tokens per example).
@@ -254,9 +266,13 @@ class AzureOpenAISettings:
         system_prompt: The system turn of every example and of every scoring request.
         label_words: Answer word per label name (``{neg: negative}``); label names not
             listed answer as themselves.
+        resume_job: ``true`` picks up the fine-tuning job of the job record (or one the
+            service holds for the same files and request) unless it failed or was
+            cancelled; ``false`` creates a new, billed job every run.
     """
 
     dry_run: bool | Literal["auto"] = "auto"
+    resume_job: bool = True
     api_version: str = "2024-10-21"
     system_prompt: str = (
         "Classify the sentiment of the movie review. "
@@ -285,6 +301,11 @@ class AzureOpenAISettings:
             raise ValueError(
                 "deployment.azure_openai.dry_run must be true, false or auto, "
                 f"not {settings.dry_run!r}"
+            )
+        if not isinstance(settings.resume_job, bool):
+            raise ValueError(
+                "deployment.azure_openai.resume_job must be true or false, "
+                f"not {settings.resume_job!r}"
             )
         if settings.validation.token_counter not in ("auto", "tiktoken", "estimate"):
             raise ValueError(
@@ -423,6 +444,193 @@ class AzureCredentialsDataset(AbstractDataset[None, AzureCredentials]):
 
     def _describe(self) -> dict[str, Any]:
         return {"configured_keys": sorted(self._configured)}
+
+
+# --- the job record -----------------------------------------------------------------
+
+# Request keys that name uploaded files: their ids differ per upload, so a job is
+# recognised by the files' content hashes instead.
+FILE_ID_KEYS = ("training_file", "validation_file")
+
+
+def sha256_hex(data: str | bytes) -> str:
+    """Hex SHA-256 of ``data`` (text as UTF-8)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest()
+
+
+def upload_filename(stem: str, content: bytes) -> str:
+    """``<stem>-<12 hex digits of the content's SHA-256>.jsonl``.
+
+    The name says what the file holds, so an upload that took effect without an answer
+    (or before a kill) is recognised by name, size and purpose instead of sent twice.
+    """
+    return f"{stem}-{sha256_hex(content)[:12]}.jsonl"
+
+
+def job_identity(
+    job_request: Mapping[str, Any],
+    training_jsonl: str,
+    validation_jsonl: str,
+    endpoint: str | None,
+) -> dict[str, Any]:
+    """What must be unchanged for a recorded fine-tuning job to be resumed.
+
+    The endpoint (another resource holds other jobs), every request key but the file
+    ids (model, hyperparameters, seed, suffix) and the SHA-256 of both files' content.
+    """
+    identity: dict[str, Any] = {
+        "endpoint": (endpoint or "").rstrip("/"),
+        "training_file_sha256": sha256_hex(training_jsonl),
+        "validation_file_sha256": sha256_hex(validation_jsonl),
+    }
+    for key, value in sorted(job_request.items()):
+        if key not in FILE_ID_KEYS:
+            identity[f"request.{key}"] = value
+    return identity
+
+
+def identity_changes(
+    recorded: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[str]:
+    """The keys on which two :func:`job_identity` values differ, sorted."""
+    return sorted(
+        key
+        for key in set(recorded) | set(current)
+        if recorded.get(key) != current.get(key)
+    )
+
+
+def _same_value(actual: Any, wanted: Any) -> bool:
+    """Equal, numbers compared as floats (``2`` and ``2.0``, ``0.1`` and ``0.1000001``)."""
+    numbers = (int, float)
+    if isinstance(actual, numbers) and isinstance(wanted, numbers):
+        return math.isclose(float(actual), float(wanted), rel_tol=1e-9)
+    return actual == wanted
+
+
+def job_matches(job: Any, request: Mapping[str, Any]) -> bool:
+    """Whether a listed fine-tuning job was created for ``request``.
+
+    Same training and validation file ids, base model and seed, and every
+    hyperparameter asked for; the suffix too where the job shows it (Azure's jobs do,
+    OpenAI's schema has none). Hyperparameters left to the service are not compared:
+    the job shows the values the service chose.
+    """
+    suffix = getattr(job, "suffix", None)
+    shown = job.hyperparameters
+    checks = [
+        job.training_file == request.get("training_file"),
+        (job.validation_file or None) == (request.get("validation_file") or None),
+        job.model == request.get("model"),
+        "seed" not in request or _same_value(job.seed, request["seed"]),
+        "suffix" not in request or suffix is None or suffix == request["suffix"],
+        *(
+            _same_value(getattr(shown, key, None), wanted)
+            for key, wanted in (request.get("hyperparameters") or {}).items()
+        ),
+    ]
+    return all(checks)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON so a reader never sees half of it.
+
+    Written to a temporary file in the same folder (same filesystem), flushed to disk,
+    then renamed over ``path``: a kill at any moment leaves the old file or the new one.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(scratch)
+        raise
+    # The rename itself is durable only once the folder is flushed (POSIX).
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+class JobRecordDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A JSON record on a local (or mounted) filesystem, replaced atomically.
+
+    The Azure OpenAI job record must survive a kill at any moment, so it is saved
+    with :func:`write_json_atomically` (``json.JSONDataset`` writes in place). Loading
+    a file that does not exist gives ``{}``: the first run has no earlier job.
+
+    A node cannot take and produce the same dataset, so a node that reads the previous
+    record and writes the new one uses two entries on the same file, the reading one
+    with ``read_only: true``::
+
+        azure_openai_previous_job_record:
+          type: llm_finetuning.azure_openai.JobRecordDataset
+          filepath: data/06_models/azure_openai/job_record.json
+          read_only: true
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        read_only: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        text = str(filepath)
+        if "://" in text and not text.startswith("file://"):
+            raise ValueError(
+                f"JobRecordDataset filepath {text!r}: only local or mounted paths "
+                "(/Volumes/... included) can be replaced atomically"
+            )
+        self._filepath = Path(text.removeprefix("file://"))
+        self._read_only = read_only
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Any]:
+        if not self._filepath.is_file():
+            return {}
+        try:
+            data = json.loads(self._filepath.read_text("utf-8"))
+        except json.JSONDecodeError as error:
+            raise DatasetError(
+                f"{self._filepath} is not valid JSON ({error}); delete it to start "
+                "without a job record"
+            ) from error
+        if not isinstance(data, dict):
+            raise DatasetError(
+                f"{self._filepath} holds a JSON {type(data).__name__}, not an object"
+            )
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        if self._read_only:
+            raise DatasetError(
+                f"This entry only reads {self._filepath} (read_only: true); the "
+                "record is written through its other catalog entry"
+            )
+        if not isinstance(data, Mapping):
+            raise DatasetError(
+                f"A job record is a JSON object, not {type(data).__name__} "
+                f"({self._filepath})"
+            )
+        write_json_atomically(self._filepath, dict(data))
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "read_only": self._read_only}
 
 
 # --- chat-format JSONL --------------------------------------------------------------
@@ -930,6 +1138,86 @@ def call_with_retries(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether the service may have acted on a request that failed with ``error``.
+
+    A 5xx, a 408 or a lost connection (a timeout included) can come after the service
+    stored what was asked; a 429 or another 4xx is a refusal.
+    """
+    if isinstance(error, openai.APIStatusError | _HttpError):
+        return error.status_code == 408 or error.status_code >= 500
+    return isinstance(error, openai.APIConnectionError | httpx.TransportError)
+
+
+def create_at_most_once(
+    create: Callable[[], _Result],
+    find_created: Callable[[], _Result | None],
+    what: str,
+    *,
+    settings: RetrySettings,
+    sleep: Sleep,
+    clock: Clock,
+) -> _Result:
+    """Send a request that creates something (upload, job) so that it takes effect once.
+
+    Like :func:`call_with_retries`, but never blindly: after an answer that leaves the
+    outcome unknown (:func:`outcome_unknown`), and the back-off wait, ``find_created``
+    looks for what the request would have created; only when it finds nothing is the
+    request sent again. A 429 is retried after the wait it asks for (nothing was
+    created); other 4xx answers fail at once.
+    """
+    deadline = Deadline(settings.timeout_s, clock, f"calling {what}")
+    backoff = settings.initial_backoff_s
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            return create()
+        except Exception as error:
+            retry, asked = _retryable(error)
+            unknown = outcome_unknown(error)
+            last = attempt == settings.max_attempts
+            if not retry or (last and not unknown):
+                raise AzureOpenAIError(
+                    f"{what} failed after {attempt} attempt(s): {error}"
+                ) from error
+            wait = asked if asked is not None else min(backoff, settings.max_backoff_s)
+            backoff *= settings.multiplier
+            if wait > deadline.remaining():
+                if not unknown:
+                    raise AzureTimeout(
+                        f"{what}: the service asked to wait {wait:g} s, past the "
+                        f"{settings.timeout_s:g} s deadline (retry.timeout_s): {error}"
+                    ) from error
+                # Still look for what the request created before giving up.
+                wait = max(deadline.remaining(), 0.0)
+            logger.warning(
+                "%s: attempt %d/%d failed (%s)%s; waiting %.1f s",
+                what,
+                attempt,
+                settings.max_attempts,
+                getattr(error, "status_code", type(error).__name__),
+                ", it may have taken effect" if unknown else "",
+                wait,
+            )
+            sleep(wait)
+            if unknown:
+                found = find_created()
+                if found is not None:
+                    logger.warning(
+                        "%s: the failed attempt had taken effect (%s): not sending "
+                        "it again",
+                        what,
+                        getattr(found, "id", None) or "found by listing",
+                    )
+                    return found
+                if last or deadline.remaining() <= 0:
+                    raise AzureOpenAIError(
+                        f"{what} failed after {attempt} attempt(s), and nothing it "
+                        f"would have created exists: {error}"
+                    ) from error
+                logger.info("%s: nothing was created; sending it again", what)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _poll_intervals(settings: PollSettings) -> Iterable[float]:
     interval = settings.interval_s
     while True:
@@ -1019,34 +1307,108 @@ class AzureOpenAIService:
             deadline.check()
             self._sleep(max(min(interval, deadline.remaining()), 0.0))
 
+    def _create_once(
+        self,
+        create: Callable[[], _Result],
+        find_created: Callable[[], _Result | None],
+        what: str,
+    ) -> _Result:
+        return create_at_most_once(
+            create,
+            find_created,
+            what,
+            settings=self.settings.retry,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    def _listed(self, first_page: Callable[[], Any], what: str) -> list[Any]:
+        """Every item of a paged listing (newest first), each page read with retries.
+
+        Stops after :data:`MAX_LISTED` items, or at a page that brings nothing new (a
+        service that ignores ``after`` would otherwise repeat its page forever).
+        """
+        page = self._retry(first_page, what)
+        items: list[Any] = []
+        seen: set[str] = set()
+        while True:
+            new = [item for item in page.data if item.id not in seen]
+            seen.update(item.id for item in new)
+            items.extend(new)
+            if not new or len(items) >= MAX_LISTED or not page.has_next_page():
+                return items[:MAX_LISTED]
+            page = self._retry(page.get_next_page, f"{what} (next page)")
+
     # -- files
 
+    def _matching_files(self, filename: str, size: int) -> list[Any]:
+        """Uploaded fine-tuning files with this name and size (usable or not)."""
+        return [
+            file
+            for file in self._listed(
+                lambda: self.client.files.list(purpose="fine-tune"), "listing files"
+            )
+            if file.filename == filename
+            and file.bytes == size
+            and file.purpose == "fine-tune"
+        ]
+
     def upload_file(self, filename: str, content: bytes) -> str:
-        """Upload a fine-tuning file; return its id once Azure has processed it."""
-        uploaded = self._retry(
-            lambda: self.client.files.create(
-                file=(filename, content, "application/jsonl"), purpose="fine-tune"
-            ),
-            f"uploading {filename}",
-        )
-        logger.info(
-            "Uploaded %s as file %s (%d bytes)", filename, uploaded.id, len(content)
-        )
+        """Upload a fine-tuning file at most once; return its id once Azure has processed it.
+
+        A file of the same name, size and purpose already uploaded (and not failed) is
+        used instead of a new upload: :func:`upload_filename` puts the content's hash in
+        the name. An upload answered with a 5xx or a timeout is looked for the same way
+        before it is sent again.
+        """
+        size = len(content)
+        matching = self._matching_files(filename, size)
+        usable = [f for f in matching if f.status not in FILE_FAILED_STATUSES]
+        if usable:
+            file_id = usable[0].id
+            logger.info(
+                "Using file %s: %s (%d bytes) was uploaded before",
+                file_id,
+                filename,
+                size,
+            )
+        else:
+            known = {f.id for f in matching}
+
+            def find_created() -> Any:
+                found = [
+                    f
+                    for f in self._matching_files(filename, size)
+                    if f.id not in known and f.status not in FILE_FAILED_STATUSES
+                ]
+                return found[0] if found else None
+
+            file_id = self._create_once(
+                lambda: self.client.files.create(
+                    file=(filename, content, "application/jsonl"), purpose="fine-tune"
+                ),
+                find_created,
+                f"uploading {filename}",
+            ).id
+            logger.info("Uploaded %s as file %s (%d bytes)", filename, file_id, size)
+        return self._wait_for_file(file_id, filename)
+
+    def _wait_for_file(self, file_id: str, filename: str) -> str:
         for deadline in self._poll(
-            self.settings.file_poll, f"waiting for file {uploaded.id}"
+            self.settings.file_poll, f"waiting for file {file_id}"
         ):
             status = self._retry(
-                lambda: self.client.files.retrieve(uploaded.id),
-                f"reading file {uploaded.id}",
+                lambda: self.client.files.retrieve(file_id),
+                f"reading file {file_id}",
             ).status
             if status == "processed":
-                return uploaded.id
-            if status in ("error", "deleted"):
+                return file_id
+            if status in FILE_FAILED_STATUSES:
                 raise AzureOpenAIError(
-                    f"Azure OpenAI could not import {filename} (file {uploaded.id}): "
+                    f"Azure OpenAI could not import {filename} (file {file_id}): "
                     f"status {status}"
                 )
-            deadline.check(f"file {uploaded.id} status {status}")
+            deadline.check(f"file {file_id} status {status}")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def delete_file(self, file_id: str) -> bool:
@@ -1074,13 +1436,67 @@ class AzureOpenAIService:
 
     # -- fine-tuning jobs
 
+    def matching_jobs(self, request: Mapping[str, Any]) -> list[Any]:
+        """Jobs of this resource created for ``request`` (:func:`job_matches`), newest
+        first, whatever their status."""
+        return [
+            job
+            for job in self._listed(
+                lambda: self.client.fine_tuning.jobs.list(limit=LIST_PAGE_SIZE),
+                "listing fine-tuning jobs",
+            )
+            if job_matches(job, request)
+        ]
+
     def create_job(self, request: Mapping[str, Any]) -> Any:
-        job = self._retry(
+        """Create a fine-tuning job at most once (a 5xx or timeout is checked by listing
+        the jobs before the request is sent again)."""
+        known = {job.id for job in self.matching_jobs(request)}
+
+        def find_created() -> Any:
+            found = [j for j in self.matching_jobs(request) if j.id not in known]
+            return found[0] if found else None
+
+        job = self._create_once(
             lambda: self.client.fine_tuning.jobs.create(**request),
+            find_created,
             "creating the fine-tuning job",
         )
         logger.info("Created fine-tuning job %s (status %s)", job.id, job.status)
         return job
+
+    def find_or_create_job(
+        self, request: Mapping[str, Any], *, reuse: bool = True
+    ) -> tuple[Any, bool]:
+        """A job for ``request``, and whether this call created it.
+
+        With ``reuse``, the newest job created earlier for the same files and request
+        that has not failed or been cancelled is returned instead of a new one: what an
+        earlier run created just before it was killed (or before its record was saved).
+        """
+        if reuse:
+            for job in self.matching_jobs(request):
+                if job.status not in JOB_FAILED_STATUSES:
+                    logger.info(
+                        "Using fine-tuning job %s (status %s): created earlier for the "
+                        "same files and request",
+                        job.id,
+                        job.status,
+                    )
+                    return job, False
+        return self.create_job(request), True
+
+    def retrieve_job(self, job_id: str) -> Any | None:
+        """The job, or ``None`` when this resource has no job of that id."""
+        try:
+            return self._retry(
+                lambda: self.client.fine_tuning.jobs.retrieve(job_id),
+                f"reading job {job_id}",
+            )
+        except AzureOpenAIError as error:
+            if isinstance(error.__cause__, openai.NotFoundError):
+                return None
+            raise
 
     def _new_events(self, job_id: str, seen: set[str]) -> list[Any]:
         page = self._retry(
@@ -1197,29 +1613,62 @@ class AzureOpenAIService:
             f"/accounts/{c.account_name}/deployments/{name or d.name}"
         )
 
+    def _arm_send(
+        self, method: str, url: str, body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        """One Resource Manager request; an answer that is not a success raises."""
+        response = self.arm.request(
+            method,
+            url,
+            params=None
+            if "api-version=" in url
+            else {"api-version": self.settings.deployment.arm_api_version},
+            json=body,
+            headers={"Authorization": f"Bearer {self._management_token()}"},
+        )
+        if response.status_code >= 400 and not (
+            method == "DELETE" and response.status_code == 404
+        ):
+            raise _HttpError(response)
+        return response
+
     def _arm_request(
         self, method: str, url: str, what: str, body: Mapping[str, Any] | None = None
     ) -> httpx.Response:
-        def send() -> httpx.Response:
-            response = self.arm.request(
-                method,
-                url,
-                params=None
-                if "api-version=" in url
-                else {"api-version": self.settings.deployment.arm_api_version},
-                json=body,
-                headers={"Authorization": f"Bearer {self._management_token()}"},
-            )
-            if response.status_code >= 400 and not (
-                method == "DELETE" and response.status_code == 404
-            ):
-                raise _HttpError(response)
-            return response
+        return self._retry(lambda: self._arm_send(method, url, body), what)
 
-        return self._retry(send, what)
+    def get_deployment(self, name: str | None = None) -> dict[str, Any] | None:
+        """The deployment resource, or ``None`` when there is none of that name."""
+        name = name or self.settings.deployment.name
+        try:
+            return self._arm_request(
+                "GET", self.deployment_url(name), f"reading deployment {name}"
+            ).json()
+        except AzureOpenAIError as error:
+            cause = error.__cause__
+            if isinstance(cause, _HttpError) and cause.status_code == 404:
+                return None
+            raise
+
+    def _deploys(self, resource: Mapping[str, Any] | None, model: str) -> bool:
+        """Whether ``resource`` is a deployment of ``model`` (this version) that has not
+        failed: one to wait for or use, not to create again."""
+        if not resource:
+            return False
+        properties = resource.get("properties", {})
+        deployed = properties.get("model", {})
+        return (
+            deployed.get("name") == model
+            and str(deployed.get("version"))
+            == str(self.settings.deployment.model_version)
+            and properties.get("provisioningState") not in DEPLOYMENT_FAILED_STATES
+        )
 
     def deploy(self, model: str) -> dict[str, Any]:
         """Create or update the deployment of ``model``; wait until it has succeeded.
+
+        A deployment of that name already deploying ``model`` (an earlier run's, or
+        this request's after an unanswered PUT) is used as it is: no second PUT.
 
         Raises:
             DeploymentFailed: ``Failed`` or ``Canceled``, with Resource Manager's message.
@@ -1227,20 +1676,47 @@ class AzureOpenAIService:
         """
         d = self.settings.deployment
         url = self.deployment_url()
-        body = {
-            "sku": {"name": d.sku_name, "capacity": d.capacity},
-            "properties": {
-                "model": {"format": "OpenAI", "name": model, "version": d.model_version}
-            },
-        }
-        response = self._arm_request("PUT", url, f"creating deployment {d.name}", body)
-        operation_url = response.headers.get("Azure-AsyncOperation")
-        logger.info(
-            "Deployment %s of %s requested (HTTP %d)",
-            d.name,
-            model,
-            response.status_code,
-        )
+        operation_url = None
+        existing = self.get_deployment()
+        if self._deploys(existing, model):
+            logger.info(
+                "Deployment %s of %s exists (%s): using it",
+                d.name,
+                model,
+                existing["properties"].get("provisioningState"),
+            )
+        else:
+            if existing:
+                logger.info(
+                    "Deployment %s exists with %s (%s): updating it to %s",
+                    d.name,
+                    existing.get("properties", {}).get("model", {}).get("name"),
+                    existing.get("properties", {}).get("provisioningState"),
+                    model,
+                )
+            body = {
+                "sku": {"name": d.sku_name, "capacity": d.capacity},
+                "properties": {
+                    "model": {
+                        "format": "OpenAI",
+                        "name": model,
+                        "version": d.model_version,
+                    }
+                },
+            }
+            sent = self._create_once(
+                lambda: self._arm_send("PUT", url, body),
+                lambda: self._deployment_if_deploying(model),
+                f"creating deployment {d.name}",
+            )
+            if isinstance(sent, httpx.Response):
+                operation_url = sent.headers.get("Azure-AsyncOperation")
+                logger.info(
+                    "Deployment %s of %s requested (HTTP %d)",
+                    d.name,
+                    model,
+                    sent.status_code,
+                )
         for deadline in self._poll(d.poll, f"waiting for deployment {d.name}"):
             resource = self._arm_request(
                 "GET", url, f"reading deployment {d.name}"
@@ -1249,13 +1725,17 @@ class AzureOpenAIService:
             if state == "Succeeded":
                 logger.info("Deployment %s succeeded", d.name)
                 return resource
-            if state in ("Failed", "Canceled"):
+            if state in DEPLOYMENT_FAILED_STATES:
                 raise DeploymentFailed(
                     f"Deployment {d.name} of {model} {state.lower()}: "
                     f"{self._operation_error(operation_url) or json.dumps(resource.get('properties', {}))}"
                 )
             deadline.check(f"deployment {d.name} is {state}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _deployment_if_deploying(self, model: str) -> dict[str, Any] | None:
+        resource = self.get_deployment()
+        return resource if self._deploys(resource, model) else None
 
     def _operation_error(self, operation_url: str | None) -> str | None:
         """The error message of Resource Manager's asynchronous operation, if any."""

@@ -2,9 +2,10 @@
 deployment pipeline uses, with failures on demand.
 
 Azure OpenAI data plane (every path needs ``?api-version=`` and the ``api-key`` header):
-``POST /openai/files`` (multipart), ``GET /openai/files/{id}``, ``GET
-/openai/files/{id}/content``, ``DELETE /openai/files/{id}``, ``POST
-/openai/fine_tuning/jobs``, ``GET /openai/fine_tuning/jobs/{id}``, ``GET
+``POST /openai/files`` (multipart), ``GET /openai/files`` (``purpose``), ``GET
+/openai/files/{id}``, ``GET /openai/files/{id}/content``, ``DELETE /openai/files/{id}``,
+``POST /openai/fine_tuning/jobs``, ``GET /openai/fine_tuning/jobs`` (newest first,
+``limit`` and ``after``), ``GET /openai/fine_tuning/jobs/{id}``, ``GET
 /openai/fine_tuning/jobs/{id}/events``, ``POST
 /openai/deployments/{deployment}/chat/completions``.
 
@@ -14,8 +15,11 @@ Azure Resource Manager (``Authorization: Bearer``, ``?api-version=``): ``PUT/GET
 
 Scenarios: ``job_outcome`` (``succeeded``, ``failed``, ``cancelled``, ``never``),
 ``deployment_outcome`` (``Succeeded``, ``Failed``), ``answer`` (the model's answer to a
-review), and :meth:`FakeAzure.fail_next` for 429 (with ``Retry-After``) or 5xx answers
-before the real one.
+review), :meth:`FakeAzure.fail_next` for 429 (with ``Retry-After``) or 5xx answers
+before the real one, and :meth:`FakeAzure.lose_answer` for a request that takes effect
+but is answered with a 5xx (or too late: a client timeout). ``job_outcome = "never"``
+keeps jobs running until a test sets another outcome. ``uploads`` and ``jobs_created``
+count what POSTs created (an answer lost or not).
 """
 
 from __future__ import annotations
@@ -86,9 +90,13 @@ class FakeAzure:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted_deployments: list[str] = field(default_factory=list)
+    uploads: int = 0  # fine-tuning files created by POST /openai/files
+    jobs_created: int = 0  # jobs created by POST /openai/fine_tuning/jobs
+    deployment_puts: int = 0  # PUTs that created or updated a deployment
     _failures: list[tuple[str, re.Pattern, int, dict[str, str], int]] = field(
         default_factory=list
     )
+    _lost: list[tuple[str, re.Pattern, int, float]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,6 +133,21 @@ class FakeAzure:
             (method, re.compile(path_pattern), status, headers or {}, times)
         )
 
+    def lose_answer(
+        self, method: str, path_pattern: str, status: int = 500, delay_s: float = 0.0
+    ) -> None:
+        """Let the next matching request take effect, then answer it with ``status``
+        after ``delay_s`` (longer than the client's timeout: it never sees an answer)."""
+        self._lost.append((method, re.compile(path_pattern), status, delay_s))
+
+    def _lost_answer(self, method: str, path: str) -> tuple[int, float] | None:
+        with self._lock:
+            for index, (m, pattern, status, delay_s) in enumerate(self._lost):
+                if m == method and pattern.search(path):
+                    self._lost.pop(index)
+                    return status, delay_s
+        return None
+
     def _injected_failure(
         self, method: str, path: str
     ) -> tuple[int, dict[str, str]] | None:
@@ -154,6 +177,8 @@ class FakeAzure:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeAzure
     protocol_version = "HTTP/1.1"
+    # (status, delay) replacing the real answer of this request (FakeAzure.lose_answer).
+    _replace_answer: tuple[int, float] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
@@ -163,6 +188,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: Any = None, headers: dict[str, str] | None = None
     ) -> None:
+        if self._replace_answer is not None:
+            status, delay_s = self._replace_answer
+            self._replace_answer = None
+            time.sleep(delay_s)
+            body = {"error": {"code": "Lost", "message": f"lost answer: HTTP {status}"}}
+            headers = None
         payload = (
             b""
             if body is None
@@ -214,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         if injected:
             status, headers = injected
             return self._error(status, "Injected", f"injected HTTP {status}", headers)
+        self._replace_answer = self.fake._lost_answer(method, parts.path)
         if parts.path.startswith("/openai/"):
             if (
                 self.headers.get("api-key") != self.fake.api_key
@@ -248,6 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         if method == "POST" and path == "/files":
             return self._upload(body)
+        if method == "GET" and path == "/files":
+            return self._list_files()
+        if method == "GET" and path == "/fine_tuning/jobs":
+            return self._list_jobs()
         match = re.fullmatch(r"/files/([^/]+)(/content)?", path)
         if match:
             file = fake.files.get(match.group(1))
@@ -284,6 +320,35 @@ class _Handler(BaseHTTPRequestHandler):
             return self._chat(match.group(1), json.loads(body))
         return self._error(404, "NotFound", f"No route {method} {path}")
 
+    def _query(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    def _list_files(self) -> None:
+        """All files (no paging, no ``has_more``: as Azure's 2024-10-21 list answers)."""
+        purpose = self._query().get("purpose")
+        files = [
+            {k: v for k, v in f.items() if k not in ("content", "n_lines")}
+            for f in list(self.fake.files.values())
+            if purpose is None or f["purpose"] == purpose
+        ]
+        files.sort(key=lambda f: f["id"], reverse=True)  # newest first
+        return self._send(200, {"object": "list", "data": files})
+
+    def _list_jobs(self) -> None:
+        """Jobs newest first, paged by ``limit`` and ``after``."""
+        query = self._query()
+        jobs = sorted(self.fake.jobs, reverse=True)
+        if "after" in query and query["after"] in jobs:
+            jobs = jobs[jobs.index(query["after"]) + 1 :]
+        limit = int(query.get("limit", 20))
+        page = [
+            {k: v for k, v in self.fake.jobs[j].items() if not k.startswith("_")}
+            for j in jobs[:limit]
+        ]
+        return self._send(
+            200, {"object": "list", "data": page, "has_more": len(jobs) > limit}
+        )
+
     def _upload(self, body: bytes) -> None:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: "
@@ -308,6 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError):
             return self._error(400, "invalidFile", "The file is not valid JSONL.")
         file_id = self.fake.new_id("file")
+        with self.fake._lock:
+            self.fake.uploads += 1
         self.fake.files[file_id] = {
             "id": file_id,
             "object": "file",
@@ -338,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
             ):
                 return self._error(400, "invalidFile", f"File {file_id} is not ready.")
         job_id = fake.new_id("ftjob")
+        with fake._lock:
+            fake.jobs_created += 1
         fake.jobs[job_id] = {
             "id": job_id,
             "object": "fine_tuning.job",
@@ -482,6 +551,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             request = json.loads(body)
             operation = fake.new_id("op")
+            with fake._lock:
+                fake.deployment_puts += 1
             fake.deployments[name] = {
                 "id": path,
                 "name": name,

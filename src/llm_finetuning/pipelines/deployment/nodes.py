@@ -26,14 +26,18 @@ from sklearn.model_selection import train_test_split
 
 from llm_finetuning.azure_openai import (
     INVALID_LABEL,
+    JOB_FAILED_STATUSES,
     AzureCredentials,
     AzureOpenAIService,
     AzureOpenAISettings,
     FineTuningJobFailed,
     chat_examples,
     fine_tuning_job_request,
+    identity_changes,
+    job_identity,
     parse_label_word,
     to_jsonl,
+    upload_filename,
     validate_chat_jsonl,
 )
 from llm_finetuning.datasets import TextClassifier
@@ -407,14 +411,171 @@ def _log_to_mlflow_run(tags: dict[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
-def run_fine_tuning_job(
+# The key under which a skipped or dry-run job record keeps the last real job's record,
+# so that the next real run can still resume that job.
+PREVIOUS_JOB = "previous_job"
+
+
+def _resumable_record(previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record of the real job an earlier job record names, if any."""
+    if not previous:
+        return None
+    if (
+        previous.get("job_id")
+        and not previous.get("dry_run")
+        and not is_skipped(previous)
+    ):
+        return previous
+    carried = previous.get(PREVIOUS_JOB)
+    return carried if isinstance(carried, dict) and carried.get("job_id") else None
+
+
+def _keep_previous(
+    record: dict[str, Any], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``record`` (skipped or dry run) still naming the last real job, if there was one."""
+    resumable = _resumable_record(previous)
+    return {**record, PREVIOUS_JOB: resumable} if resumable else record
+
+
+def _resume(
+    service: AzureOpenAIService,
+    recorded: dict[str, Any] | None,
+    identity: dict[str, Any],
+    settings: AzureOpenAISettings,
+) -> dict[str, Any] | None:
+    """The recorded job's record when it can be picked up; else ``None``, logging why.
+
+    It can when ``resume_job`` is on, the request is unchanged (:func:`job_identity`:
+    endpoint, base model, hyperparameters, seed, suffix, both files' SHA-256) and the
+    service still has the job, not failed or cancelled.
+    """
+    if recorded is None:
+        return None
+    job_id = recorded["job_id"]
+    if not settings.resume_job:
+        logger.info(
+            "resume_job is false: creating a new fine-tuning job instead of picking up "
+            "job %s of the job record",
+            job_id,
+        )
+        return None
+    changes = identity_changes(recorded.get("identity") or {}, identity)
+    if changes:
+        logger.warning(
+            "The fine-tuning request changed since job %s was created (%s): creating "
+            "a new job. Job %s is left as it is: cancel it in Azure if it still runs",
+            job_id,
+            ", ".join(changes),
+            job_id,
+        )
+        return None
+    job = service.retrieve_job(job_id)
+    if job is None:
+        logger.warning(
+            "Fine-tuning job %s of the job record does not exist at %s: creating a new "
+            "job",
+            job_id,
+            identity["endpoint"],
+        )
+        return None
+    if job.status in JOB_FAILED_STATUSES:
+        logger.warning(
+            "Fine-tuning job %s of the job record %s: creating a new job",
+            job_id,
+            job.status,
+        )
+        return None
+    logger.info(
+        "Picking up fine-tuning job %s (status %s) from the job record: no new job",
+        job_id,
+        job.status,
+    )
+    return {**recorded, "status": job.status, "origin": "job record"}
+
+
+def submit_fine_tuning_job(
     train_jsonl: str,
     validation_jsonl: str,
     job_request: dict[str, Any],
+    previous_record: dict[str, Any],
+    *,
+    credentials: AzureCredentials,
+    azure_params: dict[str, Any],
+) -> dict[str, Any]:
+    """Upload the files and create the fine-tuning job, unless it exists already.
+
+    The record this node returns (``azure_openai_job_record``) is saved by Kedro, atomically,
+    the moment the node returns: before the job is polled, so a run killed or failing
+    after this point leaves the billed job's id on disk. The next run reads it back as
+    ``previous_record`` (``azure_openai_previous_job_record``, the same file; ``{}``
+    before the first job) and picks the job up (:func:`_resume`). Without a usable
+    record, files already uploaded with the same content and a job the service holds
+    for the same files and request (not failed or cancelled) are used instead of new
+    ones; a request answered with a 5xx or a timeout is checked the same way before it
+    is sent again (see :meth:`AzureOpenAIService.upload_file`, ``create_job``).
+
+    Returns:
+        ``job_id``, ``status``, ``origin`` (``created``, ``found on the service`` or
+        ``job record``), the request with file ids, the file ids and the request's
+        ``identity`` (what a rerun compares).
+    """
+    if is_skipped(job_request):
+        return _keep_previous(job_request, previous_record)
+    settings = _azure_settings(azure_params)
+    if settings.is_dry_run(credentials):
+        logger.info(
+            "Azure OpenAI dry run: files and job request written, nothing sent "
+            "(set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY, or dry_run: false)"
+        )
+        dry = {"dry_run": True, "status": "not submitted", "request": job_request}
+        return _keep_previous(dry, previous_record)
+    service = _service(credentials, settings)
+    identity = job_identity(
+        job_request, train_jsonl, validation_jsonl, credentials.endpoint
+    )
+    resumed = _resume(service, _resumable_record(previous_record), identity, settings)
+    if resumed is not None:
+        _log_to_mlflow_run({"azure_openai.job_id": resumed["job_id"]})
+        return resumed
+    file_ids = {}
+    for key, stem, text in (
+        ("training_file", "train", train_jsonl),
+        ("validation_file", "validation", validation_jsonl),
+    ):
+        content = text.encode("utf-8")
+        file_ids[key] = service.upload_file(upload_filename(stem, content), content)
+    request = {**job_request, **file_ids}
+    job, created = service.find_or_create_job(request, reuse=settings.resume_job)
+    _log_to_mlflow_run({"azure_openai.job_id": job.id})
+    logger.info(
+        "Fine-tuning job %s (status %s) goes to the job record before polling: a "
+        "rerun picks it up",
+        job.id,
+        job.status,
+    )
+    return {
+        "dry_run": False,
+        "job_id": job.id,
+        "status": job.status,
+        "origin": "created" if created else "found on the service",
+        "created_at": job.created_at,
+        "request": request,
+        **file_ids,
+        "identity": identity,
+    }
+
+
+def _without_previous(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != PREVIOUS_JOB}
+
+
+def wait_for_fine_tuning_job(
+    job_record: dict[str, Any],
     credentials: AzureCredentials,
     azure_params: dict[str, Any],
 ) -> tuple[dict[str, Any], str]:
-    """Upload the files, create the fine-tuning job and wait until it has succeeded.
+    """Wait until the recorded job has succeeded; download its result file.
 
     Returns:
         The job record (job id, fine-tuned model name, status, file ids, result file
@@ -423,53 +584,29 @@ def run_fine_tuning_job(
 
     Raises:
         FineTuningJobFailed: the job ended ``failed`` or ``cancelled`` (the message is
-            the service's).
+            the service's); the next run creates a new job.
     """
-    if is_skipped(job_request):
-        return job_request, ""
+    if is_skipped(job_record) or job_record.get("dry_run"):
+        return _without_previous(job_record), ""
     settings = _azure_settings(azure_params)
-    if settings.is_dry_run(credentials):
-        logger.info(
-            "Azure OpenAI dry run: files and job request written, nothing sent "
-            "(set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY, or dry_run: false)"
-        )
-        return {"dry_run": True, "status": "not submitted", "request": job_request}, ""
     service = _service(credentials, settings)
-    training_file = service.upload_file("train.jsonl", train_jsonl.encode("utf-8"))
-    validation_file = service.upload_file(
-        "validation.jsonl", validation_jsonl.encode("utf-8")
-    )
-    request = {
-        **job_request,
-        "training_file": training_file,
-        "validation_file": validation_file,
-    }
-    job = service.create_job(request)
-    record: dict[str, Any] = {
-        "dry_run": False,
-        "job_id": job.id,
-        "request": request,
-        "training_file": training_file,
-        "validation_file": validation_file,
-    }
-    _log_to_mlflow_run({"azure_openai.job_id": job.id})
+    job_id = job_record["job_id"]
     try:
-        job, events = service.wait_for_job(job.id)
+        job, events = service.wait_for_job(job_id)
     except FineTuningJobFailed:
         if settings.cleanup.delete_files:
-            for file_id in (training_file, validation_file):
-                service.delete_file(file_id)
+            for key in ("training_file", "validation_file"):
+                service.delete_file(job_record[key])
         raise
     results = "".join(service.file_text(file_id) for file_id in job.result_files or [])
-    record.update(
-        {
-            "status": job.status,
-            "fine_tuned_model": job.fine_tuned_model,
-            "result_files": list(job.result_files or []),
-            "trained_tokens": job.trained_tokens,
-            "events": events,
-        }
-    )
+    record = {
+        **job_record,
+        "status": job.status,
+        "fine_tuned_model": job.fine_tuned_model,
+        "result_files": list(job.result_files or []),
+        "trained_tokens": job.trained_tokens,
+        "events": events,
+    }
     _log_to_mlflow_run(
         {
             "azure_openai.fine_tuned_model": job.fine_tuned_model,

@@ -2,7 +2,8 @@
 
 Target A (tag ``mlflow_serving``): register -> serve and smoke-test -> served ==
 offline -> score -> clean up. Target B (tag ``azure_openai``): export JSONL -> validate
--> job request -> fine-tune -> deploy -> predict -> score -> clean up.
+-> job request -> submit the job (its record saved) -> wait for it -> deploy -> predict
+-> score -> clean up.
 ``deployment.targets`` picks which of them do something (see ``nodes``).
 """
 
@@ -19,10 +20,11 @@ from llm_finetuning.pipelines.deployment.nodes import (
     mlflow_target_metrics,
     predict_with_deployment,
     register_mlflow_model,
-    run_fine_tuning_job,
     score_deployment,
     serve_mlflow_model,
+    submit_fine_tuning_job,
     validate_fine_tuning_files,
+    wait_for_fine_tuning_job,
 )
 
 TARGETS = "params:deployment.targets"
@@ -133,19 +135,28 @@ def create_azure_openai_pipeline() -> Pipeline:
                 name="build_fine_tuning_request",
             ),
             Node(
-                run_fine_tuning_job,
-                inputs=[
-                    "azure_openai_train_jsonl",
-                    "azure_openai_validation_jsonl",
-                    "azure_openai_job_request",
-                    CREDENTIALS,
-                    AZURE,
-                ],
+                submit_fine_tuning_job,
+                inputs={
+                    "train_jsonl": "azure_openai_train_jsonl",
+                    "validation_jsonl": "azure_openai_validation_jsonl",
+                    "job_request": "azure_openai_job_request",
+                    # The record of the run before (same file as the output; {} if none).
+                    "previous_record": "azure_openai_previous_job_record",
+                    "credentials": CREDENTIALS,
+                    "azure_params": AZURE,
+                },
+                # Saved when this node returns, before polling: what a rerun resumes.
+                outputs="azure_openai_job_record",
+                name="submit_fine_tuning_job",
+            ),
+            Node(
+                wait_for_fine_tuning_job,
+                inputs=["azure_openai_job_record", CREDENTIALS, AZURE],
                 outputs=[
                     "azure_openai_fine_tuning_job",
                     "azure_openai_fine_tuning_results",
                 ],
-                name="run_fine_tuning_job",
+                name="wait_for_fine_tuning_job",
             ),
             Node(
                 deploy_fine_tuned_model,
