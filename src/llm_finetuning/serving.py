@@ -4,17 +4,20 @@
   :mod:`llm_finetuning.serving_model`) with explicit pip requirements, a signature and an
   input example, and registers it (the sqlite registry locally, Unity Catalog on
   Databricks through ``mlflow.yml``'s registry URI).
-* :class:`ModelServer` runs ``mlflow models serve`` on 127.0.0.1 and always stops it.
+* :class:`ModelServer` runs ``mlflow models serve`` on 127.0.0.1 under a supervisor
+  (:mod:`llm_finetuning.processes`), so the server and its workers end with this
+  process even when it is killed; it is also stopped on leaving its block.
 * :func:`smoke_test_server` waits for health, checks malformed requests get a 4xx
-  answer, sends the test reviews to ``/invocations`` and measures latency and throughput.
+  answer (400 for null or non-string reviews, 413 above ``max_request_bytes``), sends
+  the test reviews to ``/invocations`` and measures latency and throughput.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,9 +35,12 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from llm_finetuning.azure_openai import dataclass_from_params
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
+from llm_finetuning.processes import start_supervised, stop_supervised
+from llm_finetuning.serving_model import DEFAULT_MAX_REQUEST_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,9 @@ class MlflowTargetSettings:
             offline probability; labels must agree wherever the offline margin is wider.
         delete_model_version: Clean-up also deletes the registered version (off: the
             registered model is the deliverable).
+        max_request_bytes: Most UTF-8 bytes of review text the served model accepts in
+            one request (HTTP 413 above); logged in the model's config, so it holds
+            wherever the model is served. ``None``: no limit.
     """
 
     registered_model_name: str = "llm_finetuning_text_classifier"
@@ -99,6 +108,7 @@ class MlflowTargetSettings:
     pip_requirements: list[str] | None = None
     probability_tolerance: float = 1e-4
     delete_model_version: bool = False
+    max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES
     serve: ServeSettings = field(default_factory=ServeSettings)
 
     @classmethod
@@ -111,6 +121,11 @@ class MlflowTargetSettings:
         if settings.serve.request_batch_size < 1:
             raise ValueError(
                 "deployment.mlflow.serve.request_batch_size must be positive"
+            )
+        if settings.max_request_bytes is not None and settings.max_request_bytes < 1:
+            raise ValueError(
+                "deployment.mlflow.max_request_bytes must be positive or null, not "
+                f"{settings.max_request_bytes}"
             )
         return settings
 
@@ -141,11 +156,16 @@ def merged_classifier(classifier: TextClassifier) -> TextClassifier:
 
 
 def model_signature(label_names: Sequence[str]) -> ModelSignature:
-    """One string column ``text`` in; label id, label name and class probabilities out."""
+    """One column ``text`` in; label id, label name and class probabilities out.
+
+    The input column is typed "any", not "string": for a string column the scoring
+    server casts ``{"inputs": [null]}`` and ``[123]`` to the texts ``"None"`` and
+    ``"123"`` before the model sees them. The model checks the texts itself (HTTP 400).
+    """
     outputs = [ColSpec("long", "predicted_label"), ColSpec("string", "label_name")]
     outputs += [ColSpec("double", f"prob_{name}") for name in label_names]
     return ModelSignature(
-        inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs)
+        inputs=Schema([ColSpec(AnyType(), TEXT_COLUMN)]), outputs=Schema(outputs)
     )
 
 
@@ -180,6 +200,7 @@ def log_and_register(
                 model_config={
                     "batch_size": settings.batch_size,
                     "max_length": max_length,
+                    "max_request_bytes": settings.max_request_bytes,
                 },
                 pip_requirements=requirements,
                 signature=model_signature(label_names),
@@ -199,6 +220,7 @@ def log_and_register(
         "label_names": label_names,
         "max_length": max_length,
         "pip_requirements": requirements,
+        "max_request_bytes": settings.max_request_bytes,
         "tracking_uri": mlflow.get_tracking_uri(),
         "registry_uri": mlflow.get_registry_uri(),
     }
@@ -223,10 +245,13 @@ def port_is_open(host: str, port: int) -> bool:
 
 
 class ModelServer:
-    """``mlflow models serve`` in its own process group, stopped on leaving the block.
+    """``mlflow models serve`` under a supervisor, stopped on leaving the block.
 
-    The scoring server runs uvicorn in a child process, so the whole group is signalled:
-    SIGTERM, then SIGKILL after ``stop_timeout_s``. Its output goes to ``log_path``.
+    The scoring server runs uvicorn in a child process, which a plain child process
+    would leave running if this process were killed. The supervisor
+    (:func:`llm_finetuning.processes.start_supervised`) ends the whole server tree when
+    this process dies (SIGKILL included) or when :meth:`stop` sends it SIGTERM:
+    SIGTERM first, SIGKILL after ``stop_timeout_s``. Output goes to ``log_path``.
     """
 
     def __init__(
@@ -271,12 +296,12 @@ class ModelServer:
         ]  # fmt: skip
         logger.info("Starting %s", " ".join(command[1:]))
         with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
+            self.process = start_supervised(
                 command,
+                stop_timeout_s=self.settings.stop_timeout_s,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
-                start_new_session=True,
             )
 
     def wait_until_healthy(self, client: httpx.Client) -> float:
@@ -310,18 +335,10 @@ class ModelServer:
             return "(no server log)"
 
     def stop(self) -> int | None:
-        """Stop the process group; return its exit code."""
+        """Stop the server and its workers; return the server's exit code."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(self.settings.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(self.settings.stop_timeout_s)
-            except ProcessLookupError:
-                pass
+        stop_supervised(self.process, self.settings.stop_timeout_s)
         logger.info(
             "Model server on port %d stopped (exit code %s)",
             self.port,
@@ -337,35 +354,70 @@ class ModelServer:
         self.stop()
 
 
-# Requests a robust server must refuse with 4xx: (description, body, content type).
-MALFORMED_REQUESTS: tuple[tuple[str, bytes, str], ...] = (
-    ("invalid JSON", b'{"inputs": ["unterminated', "application/json"),
-    ("JSON that is not an object", b'["a review"]', "application/json"),
-    ("no known input field", b'{"reviews": ["a review"]}', "application/json"),
-    ("a number instead of texts", b'{"inputs": 5}', "application/json"),
-    ("the wrong column", b'{"dataframe_split": {"columns": ["review"], "data": [["x"]]}}', "application/json"),
-    ("an unsupported content type", b"a review", "text/plain"),
-    ("bytes that are not UTF-8", b'{"inputs": ["\xff\xfe"]}', "application/json"),
+# Requests a robust server must refuse: (description, body, content type, expected
+# status; None: any 4xx).
+MALFORMED_REQUESTS: tuple[tuple[str, bytes, str, int | None], ...] = (
+    ("invalid JSON", b'{"inputs": ["unterminated', "application/json", None),
+    ("JSON that is not an object", b'["a review"]', "application/json", None),
+    ("no known input field", b'{"reviews": ["a review"]}', "application/json", None),
+    ("a number instead of texts", b'{"inputs": 5}', "application/json", None),
+    ("the wrong column", b'{"dataframe_split": {"columns": ["review"], "data": [["x"]]}}', "application/json", None),
+    ("an unsupported content type", b"a review", "text/plain", None),
+    ("bytes that are not UTF-8", b'{"inputs": ["\xff\xfe"]}', "application/json", None),
+    ("a null review", b'{"inputs": [null]}', "application/json", 400),
+    ("a number as a review", b'{"inputs": [123]}', "application/json", 400),
+    ("a null among reviews", b'{"inputs": ["a review", null]}', "application/json", 400),
 )  # fmt: skip
 
 
+def oversize_request(max_request_bytes: int) -> tuple[str, bytes, str, int]:
+    """One review one byte longer than the limit: the server must answer 413."""
+    body = json.dumps({"inputs": ["x" * (max_request_bytes + 1)]}).encode()
+    return (
+        f"a review over max_request_bytes ({max_request_bytes})",
+        body,
+        "application/json",
+        413,
+    )
+
+
+def malformed_requests(
+    max_request_bytes: int | None,
+) -> list[tuple[str, bytes, str, int | None]]:
+    """:data:`MALFORMED_REQUESTS`, plus an oversize one where there is a limit."""
+    requests = list(MALFORMED_REQUESTS)
+    if max_request_bytes:
+        requests.append(oversize_request(max_request_bytes))
+    return requests
+
+
 def check_malformed_requests(
-    client: httpx.Client, url: str, timeout: float
+    client: httpx.Client,
+    url: str,
+    timeout: float,
+    max_request_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Send each of :data:`MALFORMED_REQUESTS`; record the status and whether it was 4xx."""
+    """Send each of :func:`malformed_requests`; record the status and whether it was
+    the expected one (``as_expected``: the given status, or any 4xx)."""
     results = []
-    for description, body, content_type in MALFORMED_REQUESTS:
+    for description, body, content_type, expected in malformed_requests(
+        max_request_bytes
+    ):
         response = client.post(
             f"{url}/invocations",
             content=body,
             headers={"Content-Type": content_type},
             timeout=timeout,
         )
+        status = response.status_code
+        rejected = 400 <= status < 500
         results.append(
             {
                 "request": description,
-                "status_code": response.status_code,
-                "rejected_with_4xx": 400 <= response.status_code < 500,
+                "status_code": status,
+                "expected_status": expected,
+                "rejected_with_4xx": rejected,
+                "as_expected": rejected if expected is None else status == expected,
             }
         )
     return results
@@ -458,7 +510,10 @@ def smoke_test_server(
                     "Model server healthy on %s after %.1f s", server.url, startup_s
                 )
                 malformed = check_malformed_requests(
-                    client, server.url, serve.request_timeout_s
+                    client,
+                    server.url,
+                    serve.request_timeout_s,
+                    settings.max_request_bytes,
                 )
                 served, latencies, wall_s = score_texts(
                     client,
@@ -469,11 +524,15 @@ def smoke_test_server(
                 )
         finally:
             exit_code = server.stop()
-    not_rejected = [m["request"] for m in malformed if not m["rejected_with_4xx"]]
-    if not_rejected:
+    unexpected = [
+        f"{m['request']}: HTTP {m['status_code']}, expected "
+        f"{m['expected_status'] or '4xx'}"
+        for m in malformed
+        if not m["as_expected"]
+    ]
+    if unexpected:
         raise RuntimeError(
-            f"The model server did not answer 4xx to malformed requests: {not_rejected} "
-            f"({malformed})"
+            f"The model server answered malformed requests wrongly: {unexpected}"
         )
     report = {
         "model_uri": model_uri,
@@ -482,6 +541,7 @@ def smoke_test_server(
         "pid": server.process.pid if server.process else None,
         "startup_s": round(startup_s, 2),
         "malformed_requests": malformed,
+        "max_request_bytes": settings.max_request_bytes,
         "request_batch_size": serve.request_batch_size,
         **latency_summary(latencies, len(texts), wall_s),
         "server_exit_code": exit_code,

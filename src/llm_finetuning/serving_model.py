@@ -9,41 +9,119 @@ always a plain model folder.
 Input: review texts (``{"inputs": ["text", ...]}`` or a one-column frame). Output: one
 row per text in the evaluation pipeline's ``test_predictions`` shape: ``predicted_label``
 (the label id), ``label_name`` and ``prob_<label name>`` per class, so served answers are
-scored by the same metrics as offline ones.
+scored by the same metrics as offline ones. Null or non-string inputs are refused with
+HTTP 400, more than ``max_request_bytes`` (model config) of review text with HTTP 413.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+# Used where the model config has no limit (models logged before it had one).
+DEFAULT_MAX_REQUEST_BYTES = 262_144
+
+
+class InvalidReviews(MlflowException, ValueError):
+    """Inputs that are not review texts: the scoring server answers HTTP 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class RequestTooLarge(MlflowException, ValueError):
+    """More review text in one request than allowed: the scoring server answers 413.
+
+    MLflow's error codes map to no 413 (REQUEST_LIMIT_EXCEEDED means 429), and the
+    scoring server answers ``get_http_status_code()`` of the exception, so it is
+    overridden here.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=REQUEST_LIMIT_EXCEEDED)
+
+    def get_http_status_code(self) -> int:
+        return 413
+
+
+def _describe(value: Any) -> str:
+    """``null`` for None and NaN (pandas' null), else the type name."""
+    if (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float) and math.isnan(value))
+    ):
+        return "null"
+    return type(value).__name__
 
 
 def texts_from_model_input(model_input: Any) -> list[str]:
     """Review texts from what the scoring server or ``predict`` hands over.
 
-    Raises a ``ValueError`` (the scoring server answers 400) for anything but strings.
+    Raises :class:`InvalidReviews` (a ``ValueError``; the scoring server answers 400)
+    for anything but strings: null, numbers, lists. The signature's column type is
+    "any" so that the scoring server hands nulls and numbers over as they came; with a
+    "string" column it turns ``{"inputs": [null]}`` into the text ``"None"`` first.
+
+    For an "any" column, MLflow's schema enforcement turns ``{"inputs": [<strings>]}``
+    into one row holding the list (its convention for a list of strings); any other
+    list arrives one value per row. A single row holding a list is therefore read as
+    the list of texts.
     """
     if isinstance(model_input, pd.DataFrame):
         if model_input.shape[1] != 1:
-            raise ValueError(
+            raise InvalidReviews(
                 f"Expected one text column, got columns {list(model_input.columns)}"
             )
         values = model_input.iloc[:, 0].tolist()
+        if len(values) == 1 and isinstance(values[0], (list, tuple)):
+            values = list(values[0])
+    elif isinstance(model_input, dict):
+        if len(model_input) != 1:
+            raise InvalidReviews(
+                f"Expected one text column, got columns {list(model_input)}"
+            )
+        values = list(next(iter(model_input.values())))
     elif isinstance(model_input, pd.Series):
         values = model_input.tolist()
     elif isinstance(model_input, str):
         values = [model_input]
+    elif hasattr(model_input, "tolist"):  # numpy arrays
+        values = list(model_input.tolist())
     else:
         values = list(model_input)
     bad = [i for i, value in enumerate(values) if not isinstance(value, str)]
     if bad:
-        raise ValueError(f"Inputs must be strings; rows {bad[:10]} are not")
+        kinds = sorted({_describe(values[i]) for i in bad})
+        raise InvalidReviews(
+            f"Inputs must be review texts (strings); rows {bad[:10]} are not "
+            f"({', '.join(kinds)})"
+        )
     return values
+
+
+def check_request_size(texts: list[str], max_bytes: int | None) -> None:
+    """Refuse (HTTP 413) more than ``max_bytes`` of UTF-8 review text in one request.
+
+    The scoring server has already read and parsed the body; this bounds what reaches
+    the tokenizer and the model. ``None`` or 0: no limit.
+    """
+    if not max_bytes:
+        return
+    size = sum(len(text.encode("utf-8")) for text in texts)
+    if size > max_bytes:
+        raise RequestTooLarge(
+            f"The request holds {size} bytes of review text, more than the "
+            f"{max_bytes} allowed (max_request_bytes): send fewer or shorter reviews"
+        )
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
@@ -62,6 +140,9 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
             config.get("max_length") or self.tokenizer.model_max_length
         )
         self.batch_size = int(config.get("batch_size", 16))
+        self.max_request_bytes = config.get(
+            "max_request_bytes", DEFAULT_MAX_REQUEST_BYTES
+        )
         id2label = self.model.config.id2label
         self.label_names = [str(id2label[i]) for i in range(len(id2label))]
 
@@ -72,6 +153,7 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         texts = texts_from_model_input(model_input)
+        check_request_size(texts, self.max_request_bytes)
         probabilities = torch.zeros((len(texts), len(self.label_names)))
         # Sorting by length keeps each batch's padding small.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -220,3 +220,81 @@ def test_targets_and_samples():
     assert sample["row_id"].is_monotonic_increasing
     assert sample_reviews(reviews, 10, seed=0).equals(sample)  # seeded
     assert len(sample_reviews(reviews, None, seed=0)) == 100
+
+
+def test_null_and_non_string_reviews_are_a_clear_400_error():
+    from llm_finetuning.serving_model import InvalidReviews
+
+    for model_input in (
+        [None],
+        {"text": ["a", None]},
+        pd.DataFrame({"text": [123]}),
+        np.array([1.5], dtype=object),
+    ):
+        with pytest.raises(InvalidReviews, match=r"review texts \(strings\)") as error:
+            texts_from_model_input(model_input)
+        assert error.value.get_http_status_code() == 400
+    with pytest.raises(InvalidReviews, match=r"rows \[0\] are not \(null\)"):
+        texts_from_model_input([None])
+
+
+def test_more_review_text_than_max_request_bytes_is_a_413_error():
+    from llm_finetuning.serving_model import RequestTooLarge, check_request_size
+
+    check_request_size(["é" * 5], max_bytes=10)  # 10 UTF-8 bytes: at the limit
+    check_request_size(["x" * 10**6], max_bytes=None)  # no limit
+    with pytest.raises(RequestTooLarge, match="11 bytes of review text") as error:
+        check_request_size(["é" * 5, "x"], max_bytes=10)
+    assert error.value.get_http_status_code() == 413
+    with pytest.raises(ValueError, match="max_request_bytes must be positive"):
+        MlflowTargetSettings.from_params({"max_request_bytes": 0})
+
+
+def test_the_scoring_server_answers_400_and_413_and_scores_valid_reviews(
+    classifier, tracking
+):
+    """mlflow's own scoring app (what ``mlflow models serve`` runs), in-process."""
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    from llm_finetuning.serving import check_malformed_requests
+
+    settings = MlflowTargetSettings.from_params(
+        {"registered_model_name": "limited", "max_request_bytes": 1000}
+    )
+    record = log_and_register(classifier, settings, ["A fine film."])
+    assert record["max_request_bytes"] == 1000
+    app = scoring_server.init(tracking.pyfunc.load_model(record["model_uri"]))
+    with TestClient(app) as client:
+        answers = check_malformed_requests(client, "", 30, max_request_bytes=1000)
+        by_request = {a["request"]: a["status_code"] for a in answers}
+        assert by_request["a null review"] == 400
+        assert by_request["a number as a review"] == 400
+        assert by_request["a review over max_request_bytes (1000)"] == 413
+        assert all(a["as_expected"] for a in answers), answers
+        response = client.post("/invocations", json={"inputs": [None]})
+        assert "None" not in response.json()["message"].split("Error:")[-1]
+        assert "rows [0] are not (null)" in response.json()["message"]
+        ok = client.post("/invocations", json={"inputs": ["x" * 1000, "A fine film."]})
+        assert ok.status_code == 413  # the limit is per request, not per review
+        ok = client.post("/invocations", json={"inputs": ["x" * 990, "A film."]})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+        for body, expected in (
+            ({"inputs": ["Good.", "Bad.", "Fine."]}, 3),
+            ({"instances": ["Good."]}, 1),
+            ({"dataframe_split": {"columns": ["text"], "data": [["A"], ["B"]]}}, 2),
+            ({"dataframe_records": [{"text": "Good."}]}, 1),
+            ({"inputs": []}, 0),
+        ):
+            response = client.post("/invocations", json=body)
+            assert response.status_code == 200, (body, response.text)
+            assert len(response.json()["predictions"]) == expected, body
+        for body in (
+            {"inputs": ["a", 1]},
+            {"inputs": [["a"], ["b"]]},
+            {"dataframe_records": [{"text": "Good."}, {"text": None}]},
+            {"dataframe_split": {"columns": ["text"], "data": [[None]]}},
+            {"inputs": [True]},
+        ):
+            response = client.post("/invocations", json=body)
+            assert response.status_code == 400, (body, response.text)
