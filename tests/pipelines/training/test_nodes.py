@@ -241,9 +241,9 @@ def test_resume_in_a_later_epoch_reproduces_the_uninterrupted_run(
     uninterrupted, metrics = fit(
         tokenized_reviews, LABEL_NAMES, model_params, fresh, runtime_params
     )
-    assert [e["eval_loss"] for e in resumed_metrics["history"]["eval"]] == pytest.approx(
-        [e["eval_loss"] for e in metrics["history"]["eval"]], abs=1e-6
-    )
+    assert [
+        e["eval_loss"] for e in resumed_metrics["history"]["eval"]
+    ] == pytest.approx([e["eval_loss"] for e in metrics["history"]["eval"]], abs=1e-6)
     for name, weight in uninterrupted.model.state_dict().items():
         assert torch.allclose(weight, resumed.model.state_dict()[name], atol=1e-6), name
 
