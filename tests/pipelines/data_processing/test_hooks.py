@@ -31,7 +31,7 @@ def test_a_latin_1_csv_names_the_file_and_the_encoding_option(tmp_path: Path) ->
     assert "'utf-8' codec can't decode byte 0xe8" in message  # pandas' own error
     assert (
         f"Catalog entry 'raw_reviews' (file {path.as_posix()}) is not valid utf-8 "
-        "text: byte b'\\xe8'"
+        "text (byte b'\\xe8')"
     ) in message
     assert "'raw_reviews': load_args: {encoding: ...}" in message
     # The catalog's own error stays reachable as the cause.

@@ -83,10 +83,12 @@ def test_run_in_test_env_writes_the_catalog_contract(
         assert report["samples"][split]["reviews"] == len(frame)
         assert report["samples"][split]["truncated"] == untruncated["truncated"]
         assert sum(report["samples"][split]["labels"].values()) == len(frame)
-    assert report["samples"]["train"]["truncated"] == sum(
-        length == 128 for length in tokenized["train"]["length"]
+    # Truncated reviews keep exactly 128 tokens (a review of exactly 128 does too).
+    assert (
+        0
+        < report["samples"]["train"]["truncated"]
+        <= sum(length == 128 for length in tokenized["train"]["length"])
     )
-    assert report["samples"]["train"]["truncated"] > 0
 
 
 @pytest.mark.parametrize(

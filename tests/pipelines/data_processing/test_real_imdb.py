@@ -51,6 +51,15 @@ def test_real_imdb_loads_validates_samples_and_tokenizes(
         "conflicting_labels": 0,
     }
     assert (train["rows_after"], test["rows_after"]) == (24_780, 24_801)
+    # Two train reviews hold control characters: one \x10, one four backspaces.
+    assert train["cleaned"] == {
+        "reviews_with_control_characters": 2,
+        "ansi_escape_sequences": 0,
+        "control_characters": 5,
+    }
+    assert test["cleaned"]["reviews_with_control_characters"] == 0
+    assert report["warnings"] == []
+    assert not clean["train"]["text"].str.contains("[\x00-\x08]", regex=True).any()
     assert not set(clean["train"]["text"]) & set(clean["test"]["text"])
     assert not clean["train"]["text"].str.contains("<br", regex=False).any()
 
@@ -82,5 +91,12 @@ def test_real_imdb_loads_validates_samples_and_tokenizes(
     # measured-here.md: median 222 GPT-2 tokens, 13.6% over 512 on all 25k train.
     assert 180 < summary["train"]["p50"] < 270
     assert 0.09 < summary["train"]["share_truncated"] < 0.18
+    assert summary["train"]["truncated"] == round(
+        summary["train"]["share_truncated"] * 1_000
+    )
+    # Truncated reviews keep exactly 512 tokens (a review of exactly 512 does too).
+    assert summary["train"]["truncated"] <= sum(
+        length == 512 for length in tokenized["train"]["length"]
+    )
     # No padding: GPT-2's pad token falls back to EOS (50256), which no review contains.
     assert all(50256 not in ids for ids in tokenized["train"]["input_ids"])

@@ -45,9 +45,11 @@ def decoding_hint(
     if error is None:
         return None
     where = f"file {filepath}" if filepath is not None else "its file"
+    # No position: pandas decodes in chunks, so the one in the error is not an
+    # offset in the file.
+    byte = error.object[error.start : error.start + 1]
     return (
         f"Catalog entry '{dataset_name}' ({where}) is not valid {error.encoding} "
-        f"text: byte {error.object[error.start : error.start + 1]!r} at position "
-        f"{error.start}. Set the file's encoding in the catalog entry "
+        f"text (byte {byte!r}). Set the file's encoding in the catalog entry "
         f"'{dataset_name}': {option}, e.g. encoding: {_EXAMPLE_ENCODINGS}."
     )
