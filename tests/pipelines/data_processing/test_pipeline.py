@@ -125,7 +125,7 @@ def test_bad_input_stops_the_run_before_any_output(
     assert written == []
 
 
-def test_a_single_class_train_split_stops_the_run_before_any_output(
+def test_a_one_class_configuration_stops_the_run_before_any_output(
     run_kedro: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
     """Every raw label maps to class 0: the run must not train a one-class model."""
@@ -137,7 +137,7 @@ def test_a_single_class_train_split_stops_the_run_before_any_output(
         "train_split": "train",
         "test_split": "test",
     }
-    with pytest.raises(ValueError, match="the train split has reviews of 1 class"):
+    with pytest.raises(ValueError, match=r"defines 1 class\(es\) \['negative'\]"):
         run_kedro(
             env="test",
             pipeline_names=["data_processing"],
@@ -217,3 +217,26 @@ def test_a_latin_1_csv_stops_the_run_with_the_encoding_to_set(
     assert report["splits"]["train"]["rows_before"] == 240
     texts = pd.read_parquet(tmp_path / "data/03_primary/train_reviews.parquet")["text"]
     assert texts.str.contains("fïlm").any()
+
+
+def test_a_train_file_of_one_class_stops_the_run_before_any_output(
+    project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    csv = tmp_path / "data" / "01_raw" / "reviews.csv"
+    csv.parent.mkdir(parents=True)
+    corpus = pd.read_json(
+        files("llm_finetuning") / "demo_data" / "train.jsonl", lines=True
+    )
+    positive = corpus[corpus["sentiment"] == "positive"]
+    positive.to_csv(csv, index=False)
+    entry = {"type": "pandas.CSVDataset", "filepath": "data/01_raw/reviews.csv"}
+
+    with pytest.raises(ValueError) as error:
+        _run_with_raw_reviews(project_root, tmp_path, entry)
+
+    message = str(error.value)
+    assert message.startswith("raw_reviews split 'train': the train split has reviews")
+    assert f"{{'negative': 0, 'positive': {positive['review'].nunique()}}}" in message
+    written = [path for path in (tmp_path / "data").rglob("*") if path.is_file()]
+    assert written == [csv]

@@ -439,6 +439,14 @@ def _check_train_classes(entry: dict[str, Any], source: SourceParams) -> None:
     present = [name for name, count in counts.items() if count > 0]
     if len(present) >= 2:
         return
+    if len(counts) < 2:  # the configuration itself has one class
+        raise DataValidationError(
+            f"{entry['source']}: data_processing.source defines {len(counts)} "
+            f"class(es) {list(counts)}, a classifier needs at least 2. Set "
+            "data_processing.source.label_names"
+            + ("" if source.label_mapping is None else " and label_mapping")
+            + "."
+        )
     raise DataValidationError(
         f"{entry['source']}: the train split has reviews of {len(present)} class(es) "
         f"after cleaning, a classifier needs at least 2. Label counts after "
