@@ -319,3 +319,62 @@ def test_bad_distributed_parameters_are_named(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         DistributedConfig.from_params(params)
+
+
+def sleep_forever(pid_dir: str) -> None:
+    """A worker that records its pid and never returns."""
+    import time
+
+    Path(pid_dir, f"worker-{os.environ['RANK']}").write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
+
+
+def test_torchrun_workers_die_when_their_launcher_is_killed(tmp_path) -> None:
+    """A SIGKILLed ``kedro run`` must not leave its workers training on.
+
+    torch's spawn wrapper gives each worker a parent-death signal (SIGINT); this
+    checks that it holds for the launcher the project uses.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from llm_finetuning.distributed import DistributedConfig, "
+            "launch; from tests.test_distributed import sleep_forever; "
+            "launch(sleep_forever, sys.argv[1], config=DistributedConfig("
+            "strategy='torchrun', num_processes=2))",
+            str(tmp_path),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("worker-*"))) < 2:
+            assert launcher.poll() is None, "the launcher exited early"
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the pid files are written after the workers start
+        workers = [
+            psutil.Process(int(p.read_text())) for p in tmp_path.glob("worker-*")
+        ]
+        os.kill(launcher.pid, signal.SIGKILL)  # the launcher alone, not its group
+        launcher.wait(timeout=30)
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, f"workers outlived their launcher: {alive}"
+    finally:
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
+        try:
+            os.killpg(launcher.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
