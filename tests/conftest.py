@@ -2,11 +2,16 @@
 
 Torch runs single-threaded in tests: on a 2-core machine two busy processes with two
 threads each were seen to run 40x slower than with one.
+
+No test may leave a process running (:func:`_no_leftover_processes`): the pytest
+process is made a child subreaper, so that what a killed child leaves behind (a
+server whose parent was SIGKILLed) is reparented to it, not to init, and is found.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +26,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
+import psutil  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from llm_finetuning.processes import become_subreaper  # noqa: E402
+
 torch.set_num_threads(1)
+become_subreaper()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 IMDB_DIR = Path(
@@ -122,3 +131,134 @@ def _fresh_mlflow() -> Iterator[None]:
     _forget_mlflow_state()
     yield
     _forget_mlflow_state()
+
+
+# Long-lived helpers that libraries start once per interpreter and reuse on purpose.
+ALLOWED_LEFTOVERS = (
+    "multiprocessing.resource_tracker",
+    "multiprocessing.forkserver",
+    "joblib.externals.loky",  # loky's reusable worker pool (scikit-learn n_jobs)
+    "loky.backend",
+)
+LEFTOVER_GRACE_S = 3.0
+
+
+def _process_key(process: psutil.Process) -> tuple[int, float] | None:
+    """``(pid, start time)``: a pid alone may be reused. None once it has gone."""
+    try:
+        return process.pid, process.create_time()
+    except psutil.Error:
+        return None
+
+
+def _running_descendants() -> list[psutil.Process]:
+    """The pytest process's descendants that still run (zombies have ended)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return "(gone)"
+
+
+def _is_new_and_unowned(
+    process: psutil.Process, before: set[tuple[int, float]], me: int
+) -> bool:
+    """Started during the test and not below a process that existed before it.
+
+    Children of earlier processes (a Spark JVM's Python workers, a module-scoped
+    server's workers) belong to the fixture that started those, not to the test.
+    """
+    key = _process_key(process)
+    if key is None or key in before:
+        return False
+    if any(marker in _command_line(process) for marker in ALLOWED_LEFTOVERS):
+        return False
+    try:
+        ancestors = process.parents()
+    except psutil.Error:
+        return False
+    for ancestor in ancestors:
+        if ancestor.pid == me:
+            return True
+        if _process_key(ancestor) in before:
+            return False
+    return True
+
+
+def _leftovers(before: set[tuple[int, float]]) -> list[psutil.Process]:
+    me = os.getpid()
+    return [p for p in _running_descendants() if _is_new_and_unowned(p, before, me)]
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    """SIGKILL ``processes`` and what runs below them, and wait for them."""
+    victims = list(processes)
+    for process in processes:
+        try:
+            victims += process.children(recursive=True)
+        except psutil.Error:
+            pass
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
+def _reap_new_zombies(before: set[tuple[int, float]]) -> None:
+    """Collect exited orphans that were reparented here during the test.
+
+    As a subreaper, pytest inherits them; nobody else waits for them. Zombies that
+    existed before the test may belong to a fixture's ``Popen`` and are left to it.
+    """
+    for child in psutil.Process().children():
+        try:
+            zombie = child.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            continue
+        if zombie and _process_key(child) not in before:
+            try:
+                os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """Fail a test that leaves a process running, list it, and kill it.
+
+    Processes that ran before the test (session- and module-scoped fixtures' servers,
+    a Spark JVM) and their children are not the test's; see :data:`ALLOWED_LEFTOVERS`
+    for the rest that is let be.
+    """
+    before = {
+        key
+        for key in map(_process_key, psutil.Process().children(recursive=True))
+        if key is not None
+    }
+    yield
+    _reap_new_zombies(before)
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    leftovers = _leftovers(before)
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.2)  # processes the test just signalled may still be exiting
+        leftovers = _leftovers(before)
+    if leftovers:
+        listing = "\n".join(f"  pid {p.pid}: {_command_line(p)}" for p in leftovers)
+        _kill(leftovers)
+        pytest.fail(
+            f"The test left {len(leftovers)} process(es) running (now killed):\n"
+            f"{listing}",
+            pytrace=False,
+        )

@@ -211,9 +211,14 @@ def test_group_and_descendants_finds_escaped_processes():
         escaped = [p for p in descendants if os.getpgid(p) != shell.pid]
         assert len(escaped) == 1  # the setsid one, found through its parent
     finally:
+        # Listed before the shell dies: its orphans are reparented away from it then.
+        victims = group_and_descendants(shell.pid)
         os.killpg(shell.pid, signal.SIGKILL)
-        for pid in group_and_descendants(shell.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shell.wait(10)
 
 
@@ -222,3 +227,26 @@ def test_exit_status_and_arguments():
     assert exit_status(-signal.SIGTERM) == 143 and exit_status(None) == 1
     with pytest.raises(ValueError, match="sets the session"):
         start_supervised(["true"], start_new_session=False)
+
+
+def test_the_suite_finds_processes_a_test_leaves_behind_even_orphaned():
+    """tests/conftest.py's leak check: a direct child, and an orphan that pytest (a
+    child subreaper) inherited when its parent exited."""
+    from tests.conftest import _kill, _leftovers, _process_key
+
+    before = {_process_key(p) for p in psutil.Process().children(recursive=True)}
+    direct = subprocess.Popen(["sleep", "308"])
+    subprocess.run(["bash", "-c", "sleep 309 & disown"], check=True)
+    try:
+        assert wait_until(
+            lambda: (
+                {"sleep 308", "sleep 309"}
+                <= {" ".join(p.cmdline()) for p in _leftovers(before)}
+            )
+        )
+        orphan = [p for p in _leftovers(before) if p.cmdline() == ["sleep", "309"]]
+        assert orphan[0].ppid() == os.getpid()  # reparented here, not to init
+    finally:
+        _kill(_leftovers(before))
+        direct.wait(10)
+    assert not _leftovers(before)
