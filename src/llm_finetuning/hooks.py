@@ -24,8 +24,6 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from llm_finetuning.pipelines.training import checkpoints
-
 logger = logging.getLogger(__name__)
 
 PID_TAG = "llm_finetuning.pid"
@@ -58,6 +56,8 @@ class CheckpointHooks:
         # command, and nothing can be a TextClassifier before its module is loaded.
         model_folder = sys.modules.get("llm_finetuning.datasets.model_folder")
         if model_folder is not None and isinstance(data, model_folder.TextClassifier):
+            from llm_finetuning.pipelines.training import checkpoints
+
             checkpoints.finish_saved_model(data.metadata)
 
 

@@ -1,13 +1,16 @@
 """Project settings: configuration loader, resolvers and hooks.
 
 kedro-mlflow registers its own hooks through its entry point; the project's hooks
-(:mod:`llm_finetuning.hooks`) end training and MLflow runs whatever way a run ends.
+(:mod:`llm_finetuning.hooks`) end training and MLflow runs whatever way a run ends, and
+``EncodingHintHooks`` says which encoding to set when a raw file does not decode.
+Settings are read by every ``kedro`` command: nothing imported here may load torch.
 """
 
 from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks
+from llm_finetuning.pipelines.data_processing.hooks import EncodingHintHooks
 from llm_finetuning.resolvers import package_path
 
-HOOKS = (CheckpointHooks(), RunEndingHooks())
+HOOKS = (CheckpointHooks(), RunEndingHooks(), EncodingHintHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

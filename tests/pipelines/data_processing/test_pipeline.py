@@ -15,8 +15,6 @@ import yaml
 from datasets import load_from_disk
 from kedro.io import DatasetError
 
-from llm_finetuning.pipelines.data_processing.hooks import EncodingHintHooks
-
 
 def test_registry_lists_data_processing_and_default(project_root: Path) -> None:
     from kedro.framework.project import pipelines
@@ -163,8 +161,7 @@ def _run_with_raw_reviews(
     """A real KedroSession run (``test`` env) whose ``raw_reviews`` is ``raw_reviews``.
 
     ``run_kedro`` reads the repository's conf/, so this copies base/ and test/ to
-    change one catalog entry. ``EncodingHintHooks`` is registered here until
-    settings.py lists it (then the session already has it).
+    change one catalog entry. ``EncodingHintHooks`` comes from settings.py.
     """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -183,9 +180,6 @@ def _run_with_raw_reviews(
         # One labelled table: test is carved from it.
         runtime_params={"data_processing": {"source": {"test_split": None}}},
     ) as session:
-        hooks = session._hook_manager
-        if not any(isinstance(p, EncodingHintHooks) for p in hooks.get_plugins()):
-            hooks.register(EncodingHintHooks())
         return session.run(pipeline_names=["data_processing"])
 
 
