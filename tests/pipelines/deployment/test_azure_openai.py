@@ -494,3 +494,149 @@ def test_without_key_or_token_azure_identity_authenticates_both_planes(fake):
     service.deploy("gpt-4o-mini.ft-1")
     assert f"{fake.url}/.default" in credential.scopes
     assert file_id in fake.files
+
+
+# --- at most once: uploads, jobs and deployments are never created twice ----------------
+
+TRAIN_REQUEST = {"model": "gpt-4o-mini-2024-07-18", "seed": 42, "suffix": "imdb"}
+
+
+def test_an_upload_that_took_effect_but_answered_500_is_not_sent_again(fake):
+    service = service_for(fake, FakeTime())
+    fake.lose_answer("POST", r"^/openai/files$", 500)
+    file_id = service.upload_file("train-abc.jsonl", jsonl(12).encode())
+    assert fake.uploads == 1 and len(fake.calls("POST", r"^/openai/files$")) == 1
+    assert list(fake.files) == [file_id]
+    assert fake.files[file_id]["status"] == "processed"
+
+
+def test_an_upload_whose_answer_never_came_is_not_sent_again(fake):
+    service = service_for(fake, FakeTime(), retry={"request_timeout_s": 0.3})
+    fake.lose_answer("POST", r"^/openai/files$", 500, delay_s=1.5)
+    file_id = service.upload_file("train-abc.jsonl", jsonl(12).encode())
+    assert fake.uploads == 1 and list(fake.files) == [file_id]
+
+
+def test_an_upload_that_did_not_take_effect_is_sent_again_after_looking(fake):
+    service = service_for(fake, FakeTime())
+    fake.fail_next("POST", r"^/openai/files$", 503)
+    service.upload_file("train-abc.jsonl", jsonl(12).encode())
+    assert fake.uploads == 1 and len(fake.calls("POST", r"^/openai/files$")) == 2
+    assert len(fake.calls("GET", r"^/openai/files$")) == 2  # before, and after the 503
+
+
+def test_the_same_file_is_uploaded_once_and_a_failed_one_again(fake):
+    service = service_for(fake, FakeTime())
+    content = jsonl(12).encode()
+    first = service.upload_file("train-abc.jsonl", content)
+    assert service.upload_file("train-abc.jsonl", content) == first
+    assert fake.uploads == 1
+    fake.files[first]["status"] = "error"
+    assert service.upload_file("train-abc.jsonl", content) != first
+    assert fake.uploads == 2
+
+
+def test_a_job_creation_that_took_effect_but_answered_500_is_not_sent_again(fake):
+    service = service_for(fake, FakeTime())
+    training = service.upload_file("train.jsonl", jsonl(12).encode())
+    request = {**TRAIN_REQUEST, "training_file": training}
+    fake.lose_answer("POST", r"^/openai/fine_tuning/jobs$", 500)
+    job = service.create_job(request)
+    assert fake.jobs_created == 1 and list(fake.jobs) == [job.id]
+    assert len(fake.calls("POST", r"^/openai/fine_tuning/jobs$")) == 1
+
+
+def test_a_job_creation_answered_500_every_time_gives_up_without_duplicates(fake):
+    service = service_for(fake, FakeTime())
+    training = service.upload_file("train.jsonl", jsonl(12).encode())
+    fake.fail_next("POST", r"^/openai/fine_tuning/jobs$", 500, times=10)
+    with pytest.raises(AzureOpenAIError, match=r"after 4 attempt\(s\), and nothing"):
+        service.create_job({**TRAIN_REQUEST, "training_file": training})
+    assert fake.jobs_created == 0
+
+
+def test_a_job_for_the_same_request_is_found_unless_it_failed(fake):
+    service = service_for(fake, FakeTime())
+    training = service.upload_file("train.jsonl", jsonl(12).encode())
+    request = {
+        **TRAIN_REQUEST,
+        "training_file": training,
+        "hyperparameters": {"n_epochs": 2},
+    }
+    job, created = service.find_or_create_job(request)
+    assert created
+    again, created = service.find_or_create_job(request)
+    assert again.id == job.id and not created and fake.jobs_created == 1
+    other, created = service.find_or_create_job(
+        {**request, "hyperparameters": {"n_epochs": 3}}
+    )
+    assert created and other.id != job.id
+    fake.jobs[job.id]["status"] = "cancelled"
+    newer, created = service.find_or_create_job(request)
+    assert created and newer.id not in (job.id, other.id)
+    _, created = service.find_or_create_job(request, reuse=False)
+    assert created and fake.jobs_created == 4
+
+
+def test_a_deployment_put_that_took_effect_is_not_sent_again_nor_on_rerun(fake):
+    service = service_for(fake, FakeTime())
+    fake.lose_answer("PUT", r"/deployments/ft-deploy$", 500)
+    assert service.deploy("gpt-4o-mini.ft-1")["properties"]["provisioningState"] == (
+        "Succeeded"
+    )
+    assert fake.deployment_puts == 1
+    service.deploy("gpt-4o-mini.ft-1")  # a rerun: the deployment is there already
+    assert fake.deployment_puts == 1
+    service.deploy("gpt-4o-mini.ft-2")  # another model: updated
+    assert fake.deployment_puts == 2
+    assert fake.deployments["ft-deploy"]["properties"]["model"]["name"] == (
+        "gpt-4o-mini.ft-2"
+    )
+
+
+# --- the job record dataset -------------------------------------------------------------
+
+
+def test_the_job_record_is_empty_before_the_first_job_and_replaced_atomically(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "records" / "job_record.json"
+    record = az.JobRecordDataset(filepath=str(path))
+    previous = az.JobRecordDataset(filepath=str(path), read_only=True)
+    assert previous.load() == {} and not previous.exists()
+    record.save({"job_id": "ftjob-1", "status": "running"})
+    assert previous.load() == {"job_id": "ftjob-1", "status": "running"}
+    with pytest.raises(Exception, match="read_only"):
+        previous.save({"job_id": "ftjob-2"})
+
+    def crash(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(az.os, "replace", crash)
+    with pytest.raises(Exception, match="disk full"):
+        record.save({"job_id": "ftjob-3"})
+    monkeypatch.undo()
+    assert previous.load()["job_id"] == "ftjob-1"  # the old record, whole
+    assert [p.name for p in path.parent.iterdir()] == ["job_record.json"]
+    path.write_text("{half")
+    with pytest.raises(Exception, match=r"job_record.json is not valid JSON"):
+        previous.load()
+    with pytest.raises(ValueError, match="only local or mounted paths"):
+        az.JobRecordDataset(filepath="s3://bucket/job_record.json")
+
+
+def test_the_job_identity_names_what_changed():
+    request = {"model": "gpt-4o-mini", "hyperparameters": {"n_epochs": 2}, "seed": 1}
+    before = az.job_identity(request, "a", "b", "https://x.openai.azure.com/")
+    assert before["endpoint"] == "https://x.openai.azure.com"
+    after = az.job_identity(
+        {**request, "hyperparameters": {"n_epochs": 3}, "training_file": "file-9"},
+        "a changed",
+        "b",
+        "https://x.openai.azure.com",
+    )
+    assert az.identity_changes(before, after) == [
+        "request.hyperparameters",
+        "training_file_sha256",
+    ]
+    assert az.upload_filename("train", b"x") == "train-2d711642b726.jsonl"
