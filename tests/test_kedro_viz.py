@@ -5,6 +5,10 @@ browser and fails offline, so the system one is used). Both commands run in a co
 the project: ``kedro viz`` writes ``.viz/`` and ``kedro viz build`` writes ``build/``
 into the project folder. The demo env is used throughout: base's Hugging Face dataset
 makes ``kedro viz build`` try the Hub for a minute where it is unreachable.
+
+``kedro viz run`` serves from a ``multiprocessing`` spawn child: ending the ``kedro``
+process alone leaves that child listening. The server is started in a process group
+of its own and the whole group is ended (and waited for).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import functools
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -20,10 +25,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.checkout import copy_clean_checkout
@@ -98,11 +105,41 @@ def expected_nodes(project_root: Path) -> dict[str, set[str]]:
     return {name: {node.name for node in pipelines[name].nodes} for name in PIPELINES}
 
 
-@pytest.fixture(scope="module")
-def viz_url(project_copy: Path) -> Iterator[str]:
-    """``kedro viz run`` on a free port of 127.0.0.1, stopped after the tests."""
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Running (not zombie) processes of process group ``pgid``."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                os.getpgid(process.pid) == pgid
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                members.append(process)
+        except (OSError, psutil.Error):
+            pass
+    return members
+
+
+def _stop_group(server: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the server's whole group, SIGKILL after ``timeout``; wait for all of it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while _group_members(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _group_members(server.pid):
+            break
+    server.wait(timeout)
+
+
+@contextmanager
+def _viz_server(project_copy: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``kedro viz run`` on a free port of 127.0.0.1 in a group of its own, ended on exit."""
     port = _free_port()
-    log = project_copy / "kedro-viz.log"
+    log = project_copy / f"kedro-viz-{port}.log"
     with log.open("w") as output:
         server = subprocess.Popen(
             [sys.executable, "-m", "kedro", "viz", "run", "--no-browser"]
@@ -111,6 +148,7 @@ def viz_url(project_copy: Path) -> Iterator[str]:
             env=_environment(),
             stdout=output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its spawn child joins the group, not the tests'
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -127,14 +165,27 @@ def viz_url(project_copy: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"kedro viz run did not answer:\n{log.read_text()[-4000:]}")
             time.sleep(1)
-        yield url
+        yield url, server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop_group(server)
+
+
+@pytest.fixture(scope="module")
+def viz_url(project_copy: Path) -> Iterator[str]:
+    """``kedro viz run`` on a free port of 127.0.0.1, stopped after the tests."""
+    with _viz_server(project_copy) as (url, _):
+        yield url
+
+
+def test_kedro_viz_run_leaves_no_process_when_stopped(project_copy: Path) -> None:
+    """No browser needed: the server, its spawn child, then nothing."""
+    with _viz_server(project_copy) as (url, server):
+        members = _group_members(server.pid)
+        assert len(members) >= 2, [m.cmdline() for m in members]  # kedro + its child
+        port = int(url.rsplit(":", 1)[1])
+    assert not any(m.is_running() and m.status() != "zombie" for m in members)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "still listening"
 
 
 @pytest.fixture(scope="module")
