@@ -8,11 +8,16 @@ What is here, in the order the ``deployment`` pipeline uses it:
 * Chat-format JSONL export (:func:`chat_examples`, :func:`to_jsonl`) and its validation
   before anything is uploaded (:func:`validate_chat_jsonl`): at least 10 examples, UTF-8,
   token counts under the model's limit, label balance, trained tokens and cost.
+* The job record (:class:`JobRecordDataset`, :func:`job_identity`): the Azure job id
+  saved atomically before the job is polled, so a rerun resumes the billed job.
 * :class:`AzureOpenAIService`: the openai SDK's ``AzureOpenAI`` client for files,
   fine-tuning jobs and chat completions, and Azure Resource Manager's deployments REST
-  API for deploying the fine-tuned model. Every call retries 429 and 5xx answers,
-  honouring ``Retry-After``; every wait has a deadline; ``sleep`` and ``clock`` are
-  injectable so tests run in milliseconds.
+  API for deploying the fine-tuned model. Reads, deletes and chat completions retry 429
+  and 5xx answers, honouring ``Retry-After``; requests that create something (file
+  upload, job creation, deployment PUT) are sent at most once
+  (:func:`create_at_most_once`: after a 5xx or a timeout, list and match before sending
+  again). Every wait has a deadline; ``sleep`` and ``clock`` are injectable so tests
+  run in milliseconds.
 * :func:`parse_label_word`: a chat answer back to a class id (``-1`` when unparseable).
 """
 
@@ -1287,7 +1292,9 @@ class AzureOpenAIService:
             self._openai = openai.AzureOpenAI(
                 azure_endpoint=self.credentials.endpoint,
                 api_version=self.settings.api_version,
-                # Retries are ours (call_with_retries): injectable sleep, one deadline.
+                # Retries are ours: GETs through call_with_retries (injectable sleep,
+                # one deadline), POSTs that create through create_at_most_once. The
+                # SDK's own would re-send an upload or job creation blindly on a 5xx.
                 max_retries=0,
                 timeout=self.settings.retry.request_timeout_s,
                 **kwargs,
