@@ -125,6 +125,9 @@ def fit(
 ) -> tuple[TextClassifier, dict[str, Any]]:
     """Fine-tune the configured model on the tokenized reviews.
 
+    The phases, each its own function: build the model, prepare the checkpoint folder,
+    build the Trainer, train, then report and package the result.
+
     Args:
         tokenized_reviews: ``train`` and (when evaluating) ``validation`` splits with
             ``input_ids``, ``attention_mask``, ``labels`` (and ``length``), unpadded.
@@ -141,6 +144,81 @@ def fit(
     """
     config = TrainingConfig.from_params(training_params)
     spec = ModelSpec.from_params(model_params)
+    seed = int(runtime_params.get("seed", 42))
+    if runtime_params.get("num_threads"):
+        torch.set_num_threads(int(runtime_params["num_threads"]))
+
+    splits = training_splits(tokenized_reviews, label_names, config.evaluation.enabled)
+    tokenizer, model = build_model(spec, config, label_names, seed)
+    precision = resolve_precision(config.precision)
+    args = training_arguments(
+        config,
+        seed=seed,
+        precision=precision,
+        output_dir=Path(config.checkpoints.dir),
+    )
+    run_fingerprint = _run_fingerprint(spec, config, label_names, seed, splits)
+    resume_from = prepare_checkpoints(args, config, run_fingerprint)
+    facts = _run_facts(
+        model,
+        args,
+        config,
+        splits=splits,
+        precision=precision,
+        resume_from=resume_from,
+    )
+    _log_start(model, facts, resume_from)
+
+    stats = BatchStats()
+    timer = ThroughputCallback()
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        args,
+        config,
+        splits=splits,
+        stats=stats,
+        callbacks=[
+            timer,
+            MlflowMetricsCallback(
+                {f"fit.{key}": value for key, value in facts.items()}
+            ),
+            *callbacks,
+        ],
+    )
+    # The checkpoints stay until the model is saved: the catalog's save of
+    # ``fine_tuned_model`` ends the run (``hooks.CheckpointHooks``), so a kill before
+    # or during that save resumes from them instead of training again.
+    summary = trainer.train(
+        resume_from_checkpoint=str(resume_from) if resume_from else None
+    )
+    metrics = training_report(
+        trainer, config, stats=stats, timer=timer, facts=facts, summary=summary.metrics
+    )
+    metadata = {
+        "label_names": list(label_names),
+        "model": asdict(spec),
+        "training": config.to_dict(),
+        "training_arguments": args.to_sanitized_dict(),
+        "data": {name: split.num_rows for name, split in splits.items()},
+        "fit": facts,
+        "best": metrics["best"],
+        "run_fingerprint": run_fingerprint,
+        "checkpoints": {
+            "dir": config.checkpoints.dir,
+            "keep_after_success": config.checkpoints.keep_after_success,
+        },
+    }
+    saved_model = model_for_saving(trainer.model, config.lora).to("cpu").eval()
+    return TextClassifier(
+        model=saved_model, tokenizer=tokenizer, metadata=metadata
+    ), metrics
+
+
+def build_model(
+    spec: ModelSpec, config: TrainingConfig, label_names: list[str], seed: int
+) -> tuple[Any, Any]:
+    """The tokenizer and the classifier to train (LoRA-wrapped if asked)."""
     if (
         config.lora.enabled
         and not config.lora.merge_on_save
@@ -150,33 +228,132 @@ def fit(
             "training.lora.merge_on_save: false saves only the adapter, which loads "
             "with its base model by name: it needs model.source hub or local"
         )
-    seed = int(runtime_params.get("seed", 42))
-    if runtime_params.get("num_threads"):
-        torch.set_num_threads(int(runtime_params["num_threads"]))
-
-    splits = training_splits(tokenized_reviews, label_names, config.evaluation.enabled)
     tokenizer = load_tokenizer(spec)
     set_seed(seed)  # the new classification head is initialised from the seed
     model = build_classifier(spec, tokenizer, label_names)
     if config.lora.enabled:
         model = apply_lora(model, config.lora)
+    return tokenizer, model
 
-    precision = resolve_precision(config.precision)
-    checkpoint_dir = Path(config.checkpoints.dir)
-    args = training_arguments(
-        config, seed=seed, precision=precision, output_dir=checkpoint_dir
-    )
-    run_fingerprint = _run_fingerprint(spec, config, label_names, seed, splits)
-    # The main process decides and tidies first; the others then see the same folder.
+
+def prepare_checkpoints(
+    args: TrainingArguments, config: TrainingConfig, run_fingerprint: str
+) -> Path | None:
+    """The checkpoint to resume from (or ``None``), with the folder tidied for it.
+
+    The main process decides and tidies first; the others then see the same folder.
+    """
+    folder = Path(config.checkpoints.dir)
     with args.main_process_first(desc="checkpoint folder"):
         resume_from = checkpoints.resume_point(
-            checkpoint_dir, run_fingerprint, config.checkpoints.resume
+            folder, run_fingerprint, config.checkpoints.resume
         )
         if args.process_index == 0:
-            checkpoints.prepare(checkpoint_dir, run_fingerprint, resume_from)
+            checkpoints.prepare(folder, run_fingerprint, resume_from)
+    return resume_from
 
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    args: TrainingArguments,
+    config: TrainingConfig,
+    *,
+    splits: dict[str, Dataset],
+    stats: BatchStats,
+    callbacks: Sequence[TrainerCallback],
+) -> ClassifierTrainer:
+    """The Trainer with dynamic padding, periodic checkpoints and early stopping."""
+    trainer_callbacks = list(callbacks)
+    evaluation = config.evaluation
+    if evaluation.enabled:
+        trainer_callbacks.append(
+            PeriodicCheckpointCallback(config.checkpoints.every_n_steps)
+        )
+        if evaluation.early_stopping_patience is not None:
+            trainer_callbacks.append(
+                EarlyStoppingCallback(
+                    evaluation.early_stopping_patience,
+                    evaluation.early_stopping_threshold,
+                )
+            )
+    return ClassifierTrainer(
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation"),
+        processing_class=tokenizer,
+        # Tensor cores work on multiples of 8; on CPU extra padding is only waste.
+        data_collator=DynamicPaddingCollator(
+            tokenizer, pad_to_multiple_of=8 if args.device.type == "cuda" else None
+        ),
+        compute_metrics=classification_metrics if evaluation.enabled else None,
+        callbacks=trainer_callbacks,
+        batch_stats=stats,
+    )
+
+
+def training_report(
+    trainer: ClassifierTrainer,
+    config: TrainingConfig,
+    *,
+    stats: BatchStats,
+    timer: ThroughputCallback,
+    facts: dict[str, Any],
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """``training_metrics``: the run's facts, history, best step and throughput.
+
+    The throughput figures are also logged to the MLflow run (main process only).
+    """
+    config_of_model = trainer.model.config
+    counts = parameter_counts(trainer.model)
+    peak = config.peak_flops or default_peak_flops(
+        trainer.args.device, facts["precision"]
+    )
+    flops = training_flops(
+        stats,
+        counts,
+        num_layers=config_of_model.num_hidden_layers,
+        hidden_size=config_of_model.hidden_size,
+    )
+    throughput = throughput_report(
+        stats, timer.train_seconds, flops, peak, cpu_seconds=timer.train_cpu_seconds
+    )
+    step = trainer.state.global_step
+    _log_throughput(throughput, step)
+    if trainer.is_world_process_zero():
+        log_to_run(
+            active_run_id(),
+            metrics={
+                f"throughput.{k}": v for k, v in throughput.items() if v is not None
+            },
+            step=step,
+        )
+    return {
+        **facts,
+        "parameters": counts,
+        "global_step": step,
+        "epochs_completed": trainer.state.epoch,
+        "best": _best(trainer),
+        "history": _history(trainer.state.log_history),
+        "summary": summary,
+        "throughput": throughput,
+    }
+
+
+def _run_facts(
+    model: Any,
+    args: TrainingArguments,
+    config: TrainingConfig,
+    *,
+    splits: dict[str, Dataset],
+    precision: str,
+    resume_from: Path | None,
+) -> dict[str, Any]:
+    """What this run is: device, precision, processes, batch, data and model sizes."""
     counts = parameter_counts(model)
-    facts = {
+    return {
         "device": str(args.device),
         "precision": precision,
         "world_size": args.world_size,
@@ -192,6 +369,9 @@ def fit(
         "trainable_parameters": counts["trainable"],
         "resumed_from_step": _step_of(resume_from),
     }
+
+
+def _log_start(model: Any, facts: dict[str, Any], resume_from: Path | None) -> None:
     logger.info(
         "Training %s on %s (%d process(es), %d CPU threads), precision %s; "
         "%s of %s parameters trainable (%.2f%%)%s",
@@ -199,101 +379,12 @@ def fit(
         facts["device"],
         facts["world_size"],
         facts["num_threads"],
-        precision,
-        f"{counts['trainable']:,}",
-        f"{counts['total']:,}",
-        100 * counts["trainable"] / counts["total"],
+        facts["precision"],
+        f"{facts['trainable_parameters']:,}",
+        f"{facts['parameters']:,}",
+        100 * facts["trainable_parameters"] / facts["parameters"],
         f"; resuming from {resume_from}" if resume_from else "",
     )
-
-    stats = BatchStats()
-    timer = ThroughputCallback()
-    trainer_callbacks = [
-        timer,
-        MlflowMetricsCallback({f"fit.{key}": value for key, value in facts.items()}),
-        *callbacks,
-    ]
-    if config.evaluation.enabled:
-        trainer_callbacks.append(
-            PeriodicCheckpointCallback(config.checkpoints.every_n_steps)
-        )
-        if config.evaluation.early_stopping_patience is not None:
-            trainer_callbacks.append(
-                EarlyStoppingCallback(
-                    config.evaluation.early_stopping_patience,
-                    config.evaluation.early_stopping_threshold,
-                )
-            )
-    trainer = ClassifierTrainer(
-        model=model,
-        args=args,
-        train_dataset=splits["train"],
-        eval_dataset=splits.get("validation"),
-        processing_class=tokenizer,
-        # Tensor cores work on multiples of 8; on CPU extra padding is only waste.
-        data_collator=DynamicPaddingCollator(
-            tokenizer, pad_to_multiple_of=8 if args.device.type == "cuda" else None
-        ),
-        compute_metrics=classification_metrics if config.evaluation.enabled else None,
-        callbacks=trainer_callbacks,
-        batch_stats=stats,
-    )
-    # The checkpoints stay until the model is saved: the catalog's save of
-    # ``fine_tuned_model`` ends the run (``hooks.CheckpointHooks``), so a kill before
-    # or during that save resumes from them instead of training again.
-    summary = trainer.train(
-        resume_from_checkpoint=str(resume_from) if resume_from else None
-    )
-
-    config_of_model = trainer.model.config
-    peak = config.peak_flops or default_peak_flops(args.device, precision)
-    flops = training_flops(
-        stats,
-        counts,
-        num_layers=config_of_model.num_hidden_layers,
-        hidden_size=config_of_model.hidden_size,
-    )
-    throughput = throughput_report(
-        stats, timer.train_seconds, flops, peak, cpu_seconds=timer.train_cpu_seconds
-    )
-    metrics = {
-        **facts,
-        "parameters": counts,
-        "global_step": trainer.state.global_step,
-        "epochs_completed": trainer.state.epoch,
-        "best": _best(trainer),
-        "history": _history(trainer.state.log_history),
-        "summary": summary.metrics,
-        "throughput": throughput,
-    }
-    _log_throughput(throughput, trainer.state.global_step)
-    if trainer.is_world_process_zero():
-        log_to_run(
-            active_run_id(),
-            metrics={
-                f"throughput.{k}": v for k, v in throughput.items() if v is not None
-            },
-            step=trainer.state.global_step,
-        )
-
-    saved_model = model_for_saving(trainer.model, config.lora).to("cpu").eval()
-    metadata = {
-        "label_names": list(label_names),
-        "model": asdict(spec),
-        "training": config.to_dict(),
-        "training_arguments": args.to_sanitized_dict(),
-        "data": {name: split.num_rows for name, split in splits.items()},
-        "fit": facts,
-        "best": metrics["best"],
-        "run_fingerprint": run_fingerprint,
-        "checkpoints": {
-            "dir": str(checkpoint_dir),
-            "keep_after_success": config.checkpoints.keep_after_success,
-        },
-    }
-    return TextClassifier(
-        model=saved_model, tokenizer=tokenizer, metadata=metadata
-    ), metrics
 
 
 def training_splits(
