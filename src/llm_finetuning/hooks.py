@@ -86,12 +86,15 @@ class RunEndingHooks:
         self._restore_signal_handlers()
         self._run_id = None
 
-    @hook_impl(tryfirst=True)
+    # After kedro-mlflow's own handler, which ends the run as FAILED (and fails itself
+    # if the run was already ended): a terminated run is then re-marked KILLED.
+    @hook_impl(trylast=True)
     def on_pipeline_error(self, error: Exception) -> None:
         self._restore_signal_handlers()
         if isinstance(error, TerminatedError):
             logger.error("%s", error)
             self._end_active_run("KILLED")
+            self._mark_killed(self._run_id)
         self._run_id = None
 
     def _install_signal_handlers(self) -> None:
@@ -132,6 +135,16 @@ class RunEndingHooks:
                 self._run_id,
             )
             self._end_active_run("KILLED")
+
+    def _mark_killed(self, run_id: str | None) -> None:
+        if run_id is None:
+            return
+        from mlflow import MlflowClient
+
+        try:
+            MlflowClient().set_terminated(run_id, "KILLED")
+        except Exception as error:
+            logger.warning("Could not mark MLflow run %s KILLED: %s", run_id, error)
 
     def _end_active_run(self, status: str) -> None:
         import mlflow
