@@ -134,6 +134,8 @@ def training_block(
 
 def rates(report: dict[str, Any], by_cpu_time: bool) -> dict[str, float]:
     """samples/s, real and all tokens/s and MFU, per wall or per CPU second."""
+    from llm_finetuning.pipelines.training.throughput import checked_mfu
+
     scale = (
         report["train_seconds"] / report["train_cpu_seconds"] if by_cpu_time else 1.0
     )
@@ -142,7 +144,7 @@ def rates(report: dict[str, Any], by_cpu_time: bool) -> dict[str, float]:
         "real_tokens": report["real_tokens_per_second"] * scale,
         "all_tokens": report["padded_tokens_per_second"] * scale,
         "padding": report["padding_share"],
-        "mfu": report["mfu"] * scale,
+        "mfu": checked_mfu(report["mfu"]) * scale,
     }
 
 

@@ -330,12 +330,25 @@ def model_for_saving(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Total, trainable and non-embedding parameter counts (the last feeds the FLOPs)."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    embeddings = sum(
-        module.weight.numel()
+    """Total, trainable and non-embedding parameter counts (the last two feed the FLOPs).
+
+    An embedding is a table lookup, and its gradient a scatter into the rows used: it
+    does no matmul work, so ``trainable_non_embedding`` leaves it out.
+    """
+    embedding_weights = {
+        id(module.weight)
         for module in model.modules()
         if isinstance(module, torch.nn.Embedding)
-    )
-    return {"total": total, "trainable": trainable, "non_embedding": total - embeddings}
+    }
+    parameters = list(model.parameters())
+    total = sum(p.numel() for p in parameters)
+    embeddings = sum(p.numel() for p in parameters if id(p) in embedding_weights)
+    trainable = [p for p in parameters if p.requires_grad]
+    return {
+        "total": total,
+        "trainable": sum(p.numel() for p in trainable),
+        "non_embedding": total - embeddings,
+        "trainable_non_embedding": sum(
+            p.numel() for p in trainable if id(p) not in embedding_weights
+        ),
+    }

@@ -104,12 +104,30 @@ def training_flops(
 
     Per real token, the weights cost 2N (forward) + 2N (gradients of the activations)
     + 2N_trainable (gradients of the weights): 6N in full fine-tuning, about 4N with
-    LoRA (N = non-embedding parameters). Attention adds 12 * layers * width * n per
-    token of a review of n tokens (nanoGPT's estimate, PaLM appendix B).
+    LoRA. N counts non-embedding matrices only, and so does N_trainable: an embedding
+    is a lookup and its gradient a scatter, not a matmul (counting them, as this once
+    did, gave an MFU above 100%). Attention adds 12 * layers * width * n per token of
+    a review of n tokens (nanoGPT's estimate, PaLM appendix B).
     """
-    weights = 4 * parameters["non_embedding"] + 2 * parameters["trainable"]
+    weights = (
+        4 * parameters["non_embedding"] + 2 * parameters["trainable_non_embedding"]
+    )
     attention = 12 * num_layers * hidden_size * stats.sum_squared_lengths
     return float(weights * stats.real_tokens + attention)
+
+
+def checked_mfu(mfu: float | None) -> float | None:
+    """``mfu``, or a ValueError when it is impossible (above 100% of the peak).
+
+    A figure above the peak means the FLOP count or the peak is wrong, never that the
+    code is fast: benchmarks stop on it rather than print it.
+    """
+    if mfu is not None and mfu > 1:
+        raise ValueError(
+            f"MFU {mfu:.1%} is above 100%: the useful-FLOP count "
+            "(throughput.training_flops) or the peak FLOP/s is wrong"
+        )
+    return mfu
 
 
 def default_peak_flops(device: torch.device, precision: str) -> float | None:
