@@ -25,7 +25,14 @@ import mlflow
 import pandas as pd
 import pytest
 
-from llm_finetuning.pipelines.deployment.nodes import AZURE_OPENAI
+from llm_finetuning.azure_openai import AzureCredentials
+from llm_finetuning.pipelines.deployment.nodes import (
+    AZURE_OPENAI,
+    PREVIOUS_JOB,
+    is_skipped,
+    submit_fine_tuning_job,
+    wait_for_fine_tuning_job,
+)
 from tests.pipelines.deployment.fake_azure import FakeAzure
 
 DEMO_DATA = Path(__file__).resolve().parents[3] / "src" / "llm_finetuning" / "demo_data"
@@ -202,6 +209,30 @@ def test_posts_that_took_effect_but_answered_500_leave_one_file_each_and_one_job
     assert len(fake_azure.calls("POST", JOB_POSTS)) == 1
     assert fake_azure.deployment_puts == 1
     assert read_json(tmp_path, METRICS)["n_examples"] == 12
+
+
+def test_a_skipped_or_dry_run_keeps_the_last_real_job_for_the_next_run():
+    real = {"dry_run": False, "job_id": "ftjob-0007", "status": "running"}
+    none = AzureCredentials()
+    skipped = submit_fine_tuning_job(
+        "", "", {"not_run": "not picked"}, real, credentials=none, azure_params={}
+    )
+    assert is_skipped(skipped) and skipped[PREVIOUS_JOB] == real
+    dry = submit_fine_tuning_job(
+        "{}\n",
+        "{}\n",
+        {"model": "gpt-4o-mini-2024-07-18"},
+        skipped,
+        credentials=none,
+        azure_params={"dry_run": True},
+    )
+    assert dry["dry_run"] and dry[PREVIOUS_JOB] == real
+    passed_on, results = wait_for_fine_tuning_job(dry, none, {"dry_run": True})
+    assert PREVIOUS_JOB not in passed_on and results == ""
+    first = submit_fine_tuning_job(
+        "", "", {"not_run": "not picked"}, {}, credentials=none, azure_params={}
+    )
+    assert PREVIOUS_JOB not in first
 
 
 # --- a real `kedro run`, killed from outside while it polls the job ------------------
