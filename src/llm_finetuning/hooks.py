@@ -2,6 +2,8 @@
 
 - :class:`CheckpointHooks` ends a training run once its model is saved, not before, so
   a kill during the save resumes from the checkpoints instead of training again.
+- :class:`RunSummaryHooks` logs what a run made, where, how good and what to run next
+  (:mod:`llm_finetuning.summary`), also when it fails.
 - :class:`RunEndingHooks` makes MLflow runs end honestly: SIGTERM stops the pipeline as
   an error (kedro-mlflow's and this hook's error handlers run, finally blocks stop the
   processes the nodes started) and the run is marked ``KILLED``; a run still open when
@@ -59,6 +61,77 @@ class CheckpointHooks:
             from llm_finetuning.pipelines.training import checkpoints
 
             checkpoints.finish_saved_model(data.metadata)
+
+
+class RunSummaryHooks:
+    """Log the run summary at the end of a run, and on failure."""
+
+    def __init__(self) -> None:
+        self._catalog: Any = None
+        self._saved: dict[str, str | None] = {}
+        self._records: dict[str, Any] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, catalog: Any) -> None:
+        self._catalog = catalog
+        self._saved = {}
+        self._records = {}
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        from llm_finetuning.summary import dataset_location
+
+        dataset = None
+        if self._catalog is not None:
+            try:
+                dataset = self._catalog.get(dataset_name)
+            except Exception:
+                dataset = None
+        self._saved[dataset_name] = dataset_location(dataset) if dataset else None
+        if dataset_name in ("evaluation_metrics", "baseline_comparison_table"):
+            self._records[dataset_name] = data
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._log(run_params, None)
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
+        self._log(run_params, error)
+
+    def _log(self, run_params: dict[str, Any], error: Exception | None) -> None:
+        from llm_finetuning.summary import summary_lines
+
+        try:
+            lines = summary_lines(
+                pipelines=list(run_params.get("pipeline_names") or []),
+                env=run_params.get("env"),
+                saved=self._saved,
+                evaluation_metrics=self._records.get("evaluation_metrics"),
+                baselines_table=self._records.get("baseline_comparison_table"),
+                mlflow_run=_mlflow_run_facts(),
+                error=error,
+            )
+        except Exception as failure:  # a summary must never fail a run
+            logger.warning("Could not write the run summary: %s", failure)
+            return
+        logger.info("\n".join(lines))
+
+
+def _mlflow_run_facts() -> dict[str, str] | None:
+    """The experiment, id and tracking URI of the run kedro-mlflow opened, if any."""
+    mlflow = sys.modules.get("mlflow")
+    run = mlflow.active_run() if mlflow is not None else None
+    if run is None:
+        run = mlflow.last_active_run() if mlflow is not None else None
+    if run is None:
+        return None
+    experiment = mlflow.get_experiment(run.info.experiment_id)
+    return {
+        "experiment": experiment.name if experiment else run.info.experiment_id,
+        "run_id": run.info.run_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
 
 
 class RunEndingHooks:

@@ -1,0 +1,94 @@
+"""The run summary: what a ``kedro run`` made, where, how good, and what to run next.
+
+Logged once at the end of every run, and on failure, as short plain lines that read
+the same in a terminal and in a piped log (CI, a Databricks job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# What a user usually runs after each pipeline.
+NEXT_STEP = {
+    "data_processing": "kedro run --pipelines training",
+    "training": "kedro run --pipelines evaluation",
+    "evaluation": "kedro run --pipelines deployment",
+}
+HEADLINE_METRICS = ("accuracy", "f1_macro")
+
+
+def dataset_location(dataset: Any) -> str | None:
+    """The file or folder a catalog dataset writes, if it says."""
+    try:
+        described = dataset._describe()
+    except Exception:
+        return None
+    for key in ("filepath", "path", "table_name", "table"):
+        if described.get(key):
+            return str(described[key])
+    return None
+
+
+def _interval(metric: Mapping[str, Any]) -> str:
+    value = metric.get("value")
+    if value is None:
+        return "n/a"
+    low, high = metric.get("ci_low"), metric.get("ci_high")
+    bounds = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    return f"{value:.3f}{bounds}"
+
+
+def metric_line(evaluation_metrics: Mapping[str, Any]) -> str | None:
+    """``accuracy 0.861 [0.845, 0.876], f1_macro ...`` from ``evaluation_metrics``."""
+    metrics = evaluation_metrics.get("metrics", {})
+    parts = [
+        f"{name} {_interval(metrics[name])}"
+        for name in HEADLINE_METRICS
+        if isinstance(metrics.get(name), Mapping)
+    ]
+    if not parts:
+        return None
+    n = evaluation_metrics.get("n_examples")
+    return ", ".join(parts) + (f" on {n} test rows (95% intervals)" if n else "")
+
+
+def summary_lines(
+    *,
+    pipelines: Sequence[str],
+    env: str | None,
+    saved: Mapping[str, str | None],
+    evaluation_metrics: Mapping[str, Any] | None,
+    baselines_table: str | None,
+    mlflow_run: Mapping[str, str] | None,
+    error: BaseException | None = None,
+) -> list[str]:
+    """The summary as plain lines (no wrapping, no colour)."""
+    names = ", ".join(pipelines) or "__default__"
+    head = f"Run summary: pipelines {names}, env {env or 'local'}"
+    lines = [head + (f": FAILED ({type(error).__name__}: {error})" if error else "")]
+    if saved:
+        lines.append("Saved:")
+        lines += [
+            f"  {name}: {where or '(in memory)'}" for name, where in saved.items()
+        ]
+    else:
+        lines.append("Saved: nothing")
+    if evaluation_metrics and (line := metric_line(evaluation_metrics)):
+        lines.append(f"Fine-tuned model: {line}")
+    if baselines_table:
+        lines.append("Against the baselines:")
+        lines += [f"  {row}" for row in baselines_table.strip().splitlines()]
+    if mlflow_run:
+        lines.append(
+            f"MLflow: experiment {mlflow_run['experiment']}, run {mlflow_run['run_id']}"
+            f"; open it with: mlflow ui --backend-store-uri {mlflow_run['tracking_uri']}"
+        )
+    if error is not None:
+        lines.append(
+            "Next: fix the cause and run the same command again; it continues from "
+            "what was saved (docs/reliability.md)"
+        )
+    elif next_steps := [NEXT_STEP[p] for p in pipelines if p in NEXT_STEP]:
+        lines.append(f"Next: {next_steps[-1]}")
+    return lines
