@@ -16,3 +16,15 @@ def package_path(relative: str) -> str:
             f"{relative!r} is not shipped in the llm_finetuning package"
         )
     return str(path)
+
+
+def path_in(root: str | None, relative: str) -> str:
+    """``relative`` inside the folder ``root``, or ``relative`` itself without a root.
+
+    The catalog's data folder: ``${path_in:${globals:volume_root},data}`` is ``data``
+    (relative to the project) where ``volume_root`` is null (conf/base/globals.yml) and
+    ``/Volumes/<catalog>/<schema>/<volume>/data`` on Databricks.
+    """
+    if not root:
+        return relative
+    return f"{str(root).rstrip('/')}/{relative}"

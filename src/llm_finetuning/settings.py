@@ -6,14 +6,18 @@ kedro-mlflow registers its own hooks through its entry point; the project's hook
 Settings are read by every ``kedro`` command: nothing imported here may load torch.
 """
 
-from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks
+from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks, RunSummaryHooks
 from llm_finetuning.pipelines.data_processing.hooks import EncodingHintHooks
-from llm_finetuning.resolvers import package_path
+from llm_finetuning.resolvers import package_path, path_in
 
-HOOKS = (CheckpointHooks(), RunEndingHooks(), EncodingHintHooks())
+HOOKS = (CheckpointHooks(), RunEndingHooks(), EncodingHintHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"package_path": package_path},
+    "custom_resolvers": {"package_path": package_path, "path_in": path_in},
+    # An env's parameter file holds only what differs from base: its values are merged
+    # into base's blocks key by key (a list or a null replaces base's value whole).
+    # Catalog entries still replace base's entry whole; roots come from globals.yml.
+    "merge_strategy": {"parameters": "soft"},
 }
