@@ -27,7 +27,7 @@ def test_a_finished_run_says_what_it_made_and_what_to_run_next():
         env="demo",
         saved={"evaluation_metrics": "data/08_reporting/evaluation_metrics.json"},
         evaluation_metrics=METRICS,
-        baselines_table="| model | accuracy |\n| tfidf | 0.77 |",
+        baselines_table="# title\n\n| model | accuracy |\n| tfidf | 0.77 |",
         mlflow_run=RUN,
     )
     text = "\n".join(lines)

@@ -64,7 +64,13 @@ class CheckpointHooks:
 
 
 class RunSummaryHooks:
-    """Log the run summary at the end of a run, and on failure."""
+    """Plain logs when piped; the run summary at the end of a run, and on failure."""
+
+    @hook_impl
+    def after_context_created(self) -> None:
+        from llm_finetuning.console import plain_console_when_piped
+
+        plain_console_when_piped()
 
     def __init__(self) -> None:
         self._catalog: Any = None

@@ -7,6 +7,7 @@ the same in a terminal and in a piped log (CI, a Databricks job).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 # What a user usually runs after each pipeline.
@@ -26,8 +27,16 @@ def dataset_location(dataset: Any) -> str | None:
         return None
     for key in ("filepath", "path", "table_name", "table"):
         if described.get(key):
-            return str(described[key])
+            return _relative_to_cwd(str(described[key]))
     return None
+
+
+def _relative_to_cwd(location: str) -> str:
+    """A path under the working directory (the project) is shown relative to it."""
+    try:
+        return str(Path(location).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return location
 
 
 def _interval(metric: Mapping[str, Any]) -> str:
@@ -67,7 +76,7 @@ def summary_lines(
     names = ", ".join(pipelines) or "__default__"
     head = f"Run summary: pipelines {names}, env {env or 'local'}"
     lines = [head + (f": FAILED ({type(error).__name__}: {error})" if error else "")]
-    if saved:
+    if any(saved.values()):
         lines.append("Saved:")
         lines += [
             f"  {name}: {where or '(in memory)'}" for name, where in saved.items()
@@ -77,8 +86,9 @@ def summary_lines(
     if evaluation_metrics and (line := metric_line(evaluation_metrics)):
         lines.append(f"Fine-tuned model: {line}")
     if baselines_table:
-        lines.append("Against the baselines:")
-        lines += [f"  {row}" for row in baselines_table.strip().splitlines()]
+        rows = [r for r in baselines_table.splitlines() if r.startswith("|")]
+        lines.append("Against the baselines (same test rows):")
+        lines += [f"  {row}" for row in rows]
     if mlflow_run:
         lines.append(
             f"MLflow: experiment {mlflow_run['experiment']}, run {mlflow_run['run_id']}"

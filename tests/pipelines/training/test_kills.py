@@ -104,7 +104,11 @@ def test_killed_in_a_later_epoch_resumes_and_ends_with_the_same_weights(project)
     for name, weight in reference.items():
         assert torch.allclose(weight, resumed[name], atol=1e-6, rtol=0), name
     assert run_statuses(project)[-2:] == ["KILLED", "FINISHED"], log[-3000:]
-    assert "left RUNNING by process" in " ".join(log.split())
+    # Piped, the log is plain: one unwrapped line per message, and a run summary.
+    assert "KILLED: it was left RUNNING by process" in log
+    assert "Run summary: pipelines training, env test" in log
+    assert "  fine_tuned_model: data/06_models/fine_tuned_model" in log
+    assert "Next: kedro run --pipelines evaluation" in log
 
 
 def test_killed_while_the_model_is_saved_keeps_the_checkpoints(project):
