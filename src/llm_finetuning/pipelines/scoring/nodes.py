@@ -1,0 +1,56 @@
+"""Nodes of the ``scoring`` pipeline.
+
+One node: it picks the model (the catalog's ``fine_tuned_model`` or an MLflow model
+URI, ``scoring.model``) and the engine (``scoring.engine``), and returns the scored
+rows for the catalog to write atomically, with a small report. The engines live in
+:mod:`~llm_finetuning.pipelines.scoring.engine` (local: chunked, resumable) and
+:mod:`~llm_finetuning.pipelines.scoring.spark_engine`; they are imported when the node
+runs, so building the pipeline imports neither torch nor Spark.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_finetuning.pipelines.scoring.params import ScoringParams
+
+
+def score_texts(
+    texts_to_score: Any,
+    fine_tuned_model: Any,
+    scoring_chunks: Any,
+    scoring: ScoringParams,
+    max_length: int,
+) -> tuple[Any, dict[str, Any]]:
+    """Predicted label, its name and one probability per class for every input row.
+
+    Args:
+        texts_to_score: A :class:`~llm_finetuning.datasets.TextSource` (files) or a
+            Spark ``DataFrame`` (a table).
+        fine_tuned_model: The catalog's model; used when ``scoring.model`` is
+            ``fine_tuned_model``.
+        scoring_chunks: The :class:`~llm_finetuning.datasets.ChunkStore` where the
+            local engine keeps finished chunks until the output is written.
+        scoring: The ``scoring`` parameters (validated by Kedro before the run).
+        max_length: ``model.max_length``: texts are truncated to it, as in training.
+
+    Returns:
+        ``scored_texts`` (chunks, or a Spark ``DataFrame``) and ``scoring_report``
+        (rows, invalid texts by reason, truncations, duplicate ids, throughput).
+    """
+    from llm_finetuning.pipelines.scoring.engine import resolve_model, score_locally
+
+    spark_input = type(texts_to_score).__module__.startswith("pyspark")
+    model = resolve_model(fine_tuned_model, scoring)
+    if scoring.engine == "spark":
+        from llm_finetuning.pipelines.scoring.spark_engine import score_with_spark
+
+        return score_with_spark(
+            texts_to_score, model, scoring_chunks, scoring, max_length
+        )
+    if spark_input:
+        raise ValueError(
+            "texts_to_score is a Spark DataFrame: set scoring.engine to 'spark' "
+            "(the local engine reads Parquet, CSV, JSON Lines or Hugging Face files)"
+        )
+    return score_locally(texts_to_score, model, scoring_chunks, scoring, max_length)

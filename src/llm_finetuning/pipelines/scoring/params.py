@@ -1,0 +1,90 @@
+"""Typed ``scoring`` parameters (conf/<env>/parameters_scoring.yml).
+
+The node that takes ``params:scoring`` is annotated with :class:`ScoringParams`, so
+Kedro validates the block before any node runs: a misspelt key or a wrong type stops
+the run with the key's name. Only pydantic is imported here (``kedro registry list``
+must not pay for torch).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CATALOG_MODEL = "fine_tuned_model"
+_MODEL_URI = re.compile(
+    r"(models:/[^/@]+(@[^/@]+|/\d+)|runs:/.+|/.+|[a-z][a-z0-9+.-]*://.+)"
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkParams(_Frozen):
+    """How the Spark engine splits the work.
+
+    Attributes:
+        num_partitions: Repartition the input into this many partitions (one Python
+            worker scores one partition at a time); ``None`` derives it from
+            ``rows_per_partition``, and without that keeps the input's partitions.
+        rows_per_partition: Target rows per partition when ``num_partitions`` is unset.
+        arrow_batch_rows: Rows per Arrow batch handed to a worker
+            (``spark.sql.execution.arrow.maxRecordsPerBatch``).
+        master: ``local[N]`` to start a local session where none is running
+            (a Databricks job always has one).
+    """
+
+    num_partitions: int | None = Field(default=None, ge=1)
+    rows_per_partition: int | None = Field(default=None, ge=1)
+    arrow_batch_rows: int = Field(default=1024, ge=1)
+    master: str = "local[2]"
+
+
+class ScoringParams(_Frozen):
+    """What to score, with which model, on which engine.
+
+    Attributes:
+        model: ``fine_tuned_model`` (the catalog's model folder) or an MLflow model
+            URI: ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+            ``runs:/<run id>/<path>``.
+        engine: ``local`` (this process, chunked and resumable) or ``spark``.
+        text_column: Column holding the texts.
+        id_column: Column that identifies a row, copied to the output; ``None``
+            numbers the rows (``row_id``, 0-based, in input order).
+        batch_size: Texts per forward pass (batches are formed after sorting a
+            chunk by length, so padding stays small).
+        chunk_size: Rows per chunk: the unit of progress, memory and resume.
+        device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
+        num_threads: Torch CPU threads; ``None`` keeps torch's default.
+        progress_bar: Show a progress bar with reviews/s.
+        spark: Settings of the Spark engine.
+    """
+
+    model: str = CATALOG_MODEL
+    engine: Literal["local", "spark"] = "local"
+    text_column: str = "text"
+    id_column: str | None = None
+    batch_size: int = Field(default=32, ge=1)
+    chunk_size: int = Field(default=4096, ge=1)
+    device: str = "auto"
+    num_threads: int | None = Field(default=None, ge=1)
+    progress_bar: bool = True
+    spark: SparkParams = SparkParams()
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value != CATALOG_MODEL and not _MODEL_URI.fullmatch(value):
+            raise ValueError(
+                f"model must be {CATALOG_MODEL!r} or an MLflow model URI "
+                "(models:/<name>@<alias>, models:/<name>/<version>, runs:/...), "
+                f"not {value!r}"
+            )
+        return value
+
+    @property
+    def uses_catalog_model(self) -> bool:
+        return self.model == CATALOG_MODEL
