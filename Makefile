@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo run test lint bench viz package clean
+.PHONY: install python-version demo run test lint bench viz package clean
 
-$(BIN)/kedro: requirements-dev.txt pyproject.toml
+$(BIN)/kedro: requirements-dev.txt pyproject.toml | python-version .telemetry
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
@@ -18,6 +18,18 @@ $(BIN)/kedro: requirements-dev.txt pyproject.toml
 	touch $@
 
 install: $(BIN)/kedro
+
+# The pins need Python 3.11 or newer: say so before pip fails on the first of them.
+python-version:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+	"llm-finetuning needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + \
+	": run make PYTHON=python3.11 ...")'
+
+# kedro-viz brings kedro-telemetry, which (without a recorded choice) asks the network
+# and writes a project id into the tracked pyproject.toml. The choice is recorded in
+# Kedro's consent file instead, git-ignored; edit it to `consent: true` to opt in.
+.telemetry:
+	@echo "consent: false" > $@
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/kedro run --env demo
