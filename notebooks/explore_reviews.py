@@ -30,7 +30,7 @@ import pandas as pd
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.pipelines.data_processing.nodes import load_raw_splits
 
 ENV = os.environ.get("KEDRO_ENV", "demo")
@@ -72,7 +72,7 @@ print(balance)
 # than the mean: a few very long reviews make their whole batch long.
 
 # %%
-spec = ModelSpec.from_params(params["model"])
+spec = ModelParams.model_validate(params["model"])
 tokenizer = load_tokenizer(spec)
 train = frames["train"].copy()
 train["words"] = train["text"].str.split().str.len()

@@ -124,9 +124,12 @@ def test_tasks_are_the_registered_pipelines(job: dict[str, Any]) -> None:
     configure_project("llm_finetuning")
     for task in job["tasks"]:
         arguments = task["python_wheel_task"]["parameters"]
-        pipeline = arguments[arguments.index("--pipeline") + 1]
-        assert pipeline == task["task_key"]
-        assert pipeline in pipelines, f"task {pipeline!r} runs no registered pipeline"
+        option = "--pipelines" if "--pipelines" in arguments else "--pipeline"
+        names = arguments[arguments.index(option) + 1].split(",")
+        # The deployment task picks its targets: deployment_mlflow, ...
+        assert all(name.startswith(task["task_key"]) for name in names), names
+        for name in names:
+            assert name in pipelines, f"task {name!r} runs no registered pipeline"
 
 
 def test_tasks_call_the_wheel_entry_point(
@@ -277,35 +280,29 @@ def test_the_databricks_catalog_builds(project_root: Path) -> None:
 
 def test_the_databricks_parameters_pass_every_typed_check(project_root: Path) -> None:
     """Typos or stale keys in conf/databricks fail here, not on a GPU cluster."""
-    from llm_finetuning.azure_openai import AzureOpenAISettings
-    from llm_finetuning.models import ModelSpec
-    from llm_finetuning.pipelines.data_processing import nodes as data_processing
-    from llm_finetuning.pipelines.evaluation import config as evaluation
-    from llm_finetuning.pipelines.training.config import TrainingConfig
-    from llm_finetuning.serving import MlflowTargetSettings
+    from llm_finetuning.models import ModelParams
+    from llm_finetuning.pipelines.data_processing.params import DataProcessingParams
+    from llm_finetuning.pipelines.deployment.azure_openai.settings import (
+        AzureOpenAIParams,
+    )
+    from llm_finetuning.pipelines.deployment.mlflow_serving import MlflowTargetParams
+    from llm_finetuning.pipelines.evaluation.params import EvaluationParams
+    from llm_finetuning.pipelines.training.params import TrainingParams
 
     params = _config_loader(project_root, "databricks")["parameters"]
 
-    ModelSpec.from_params(params["model"])
-    training = TrainingConfig.from_params(params["training"])
+    ModelParams.model_validate(params["model"])
+    training = TrainingParams.model_validate(params["training"])
     assert training.precision == "bf16"
     assert training.distributed.strategy == "torch_distributor"
     assert training.distributed.use_gpu
     assert training.checkpoints.dir.startswith(VOLUME_ROOT + "/")
-    block = params["data_processing"]
-    data_processing.SourceParams.from_params(block["source"])
-    data_processing.CleaningParams.from_params(block["cleaning"])
-    data_processing.SamplingParams.from_params(block["sampling"])
-    data_processing.TokenizationParams.from_params(block["tokenization"])
-    block = params["evaluation"]
-    evaluation.InferenceConfig.from_params(block["inference"])
-    evaluation.ScoringConfig.from_params(block["scoring"])
-    evaluation.ReportConfig.from_params(block["report"])
-    evaluation.TfidfLogRegConfig.from_params(block["baselines"]["tfidf_logreg"])
+    DataProcessingParams.model_validate(params["data_processing"])
+    EvaluationParams.model_validate(params["evaluation"])
     block = params["deployment"]
-    mlflow_target = MlflowTargetSettings.from_params(block["mlflow"])
+    mlflow_target = MlflowTargetParams.model_validate(block["mlflow"])
     assert len(mlflow_target.registered_model_name.split(".")) == 3  # Unity Catalog
-    AzureOpenAISettings.from_params(block["azure_openai"])
+    AzureOpenAIParams.model_validate(block["azure_openai"])
 
 
 def test_the_deployment_task_registers_the_model_in_the_bundle_schema(

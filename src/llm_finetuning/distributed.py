@@ -19,25 +19,25 @@ All three return rank 0's return value.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import model_validator
+
+from llm_finetuning.params import Params, count_or
 
 logger = logging.getLogger(__name__)
 
 Strategy = Literal["none", "torchrun", "torch_distributor"]
-STRATEGIES: tuple[str, ...] = ("none", "torchrun", "torch_distributor")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class DistributedConfig:
+class DistributedParams(Params):
     """The ``training.distributed`` parameters block.
 
     Attributes:
@@ -50,42 +50,20 @@ class DistributedConfig:
             or on the executors (false, a multi-node cluster).
     """
 
+    key: ClassVar[str] = "training.distributed"
+
     strategy: Strategy = "none"
-    num_processes: int | Literal["auto"] = 1
+    num_processes: Annotated[int | Literal["auto"], count_or("auto", minimum=1)] = 1
     use_gpu: bool = False
     local_mode: bool = True
 
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"training.distributed.strategy must be one of {STRATEGIES}, "
-                f"not {self.strategy!r}"
-            )
-        if self.num_processes != "auto" and (
-            not isinstance(self.num_processes, int) or self.num_processes < 1
-        ):
-            raise ValueError(
-                "training.distributed.num_processes must be a positive integer or "
-                f"'auto', not {self.num_processes!r}"
-            )
+    @model_validator(mode="after")
+    def _auto_needs_gpus(self) -> DistributedParams:
         if self.num_processes == "auto" and not self.use_gpu:
             raise ValueError(
-                "training.distributed.num_processes 'auto' counts GPUs: set use_gpu "
-                "or give a number"
+                "num_processes 'auto' counts GPUs: set use_gpu or give a number"
             )
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> DistributedConfig:
-        """Build from the ``training.distributed`` block, rejecting unknown keys."""
-        params = dict(params or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {sorted(unknown)} in the 'training.distributed' "
-                f"parameters; expected some of {sorted(known)}"
-            )
-        return cls(**params)
+        return self
 
     def resolved_num_processes(self) -> int:
         """``num_processes`` with ``auto`` replaced by the number of visible GPUs."""
@@ -101,7 +79,7 @@ class DistributedConfig:
         return count
 
 
-def launch(fn: Callable[..., T], *args: Any, config: DistributedConfig) -> T:
+def launch(fn: Callable[..., T], *args: Any, config: DistributedParams) -> T:
     """Run ``fn(*args)`` on ``config``'s processes and return rank 0's result.
 
     ``fn`` must be a module-level (picklable) function: the workers are new processes.
@@ -154,7 +132,7 @@ def _launch_with_torch_distributor(
     fn: Callable[..., T],
     args: tuple[Any, ...],
     num_processes: int,
-    config: DistributedConfig,
+    config: DistributedParams,
 ) -> T:
     try:
         from pyspark.ml.torch.distributor import TorchDistributor

@@ -1,12 +1,12 @@
 """One place that knows how to find a model and its tokenizer.
 
-``ModelSpec`` is the typed form of the ``model`` parameters block shared by the
+``ModelParams`` is the typed form of the ``model`` parameters block shared by the
 ``data_processing`` pipeline (which tokenizes) and the ``training`` pipeline (which
 builds the model), so both always use the same tokenizer.
 
 ``build_classifier`` is the model factory: any Hugging Face sequence-classification
 architecture from a Hub id, a local folder, a GGUF file or a small config, with the label
-map and pad token set. ``LoraSpec``/``apply_lora``/``model_for_saving`` add parameter-
+map and pad token set. ``LoraParams``/``apply_lora``/``model_for_saving`` add parameter-
 efficient fine-tuning through peft.
 """
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field, field_validator, model_validator
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -27,6 +27,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from llm_finetuning.params import Params
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,8 @@ ModelSource = Literal["hub", "local", "gguf", "config"]
 _UNSET_MAX_LENGTH = 1_000_000
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where the model and tokenizer come from.
+class ModelParams(Params):
+    """The ``model`` block (parameters.yml): where the model and tokenizer come from.
 
     Attributes:
         source: ``hub`` (a Hub id), ``local`` (a model folder), ``gguf`` (a GGUF file
@@ -54,38 +55,28 @@ class ModelSpec:
         revision: Hub revision (branch, tag or commit) to pin.
     """
 
+    key: ClassVar[str] = "model"
+
     source: ModelSource = "hub"
     name_or_path: str | None = "openai-community/gpt2"
     tokenizer_name_or_path: str | None = None
     gguf_file: str | None = None
-    architecture: dict[str, Any] = field(default_factory=dict)
-    max_length: int = 512
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    max_length: int = Field(512, ge=1)
     revision: str | None = None
 
+    @field_validator("architecture", mode="before")
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ModelSpec:
-        """Build from the ``model`` parameters block, rejecting unknown keys."""
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {sorted(unknown)} in the 'model' parameters; "
-                f"expected some of {sorted(known)}"
-            )
-        spec = cls(**{k: v for k, v in params.items() if v is not None})
-        if spec.source not in ("hub", "local", "gguf", "config"):
-            raise ValueError(
-                f"model.source must be hub, local, gguf or config, not {spec.source!r}"
-            )
-        if spec.source == "config" and not spec.tokenizer_name_or_path:
-            raise ValueError("model.source 'config' needs model.tokenizer_name_or_path")
-        if spec.source == "gguf" and not spec.gguf_file:
-            raise ValueError("model.source 'gguf' needs model.gguf_file")
-        if spec.max_length < 1:
-            raise ValueError(
-                f"model.max_length must be positive, not {spec.max_length}"
-            )
-        return spec
+    def _no_architecture(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> ModelParams:
+        if self.source == "config" and not self.tokenizer_name_or_path:
+            raise ValueError("source 'config' needs tokenizer_name_or_path")
+        if self.source == "gguf" and not self.gguf_file:
+            raise ValueError("source 'gguf' needs gguf_file")
+        return self
 
     @property
     def tokenizer_location(self) -> str:
@@ -98,7 +89,7 @@ class ModelSpec:
         return location
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+def load_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
     """Load the fast tokenizer for ``spec``, ready for classification batches.
 
     Decoder models such as GPT-2 and Llama ship without a pad token: it falls back to
@@ -132,7 +123,7 @@ _HEAD_NAMES = ("score", "classifier", "classification_head")
 
 
 def build_classifier(
-    spec: ModelSpec,
+    spec: ModelParams,
     tokenizer: PreTrainedTokenizerBase,
     label_names: Sequence[str],
 ) -> PreTrainedModel:
@@ -145,7 +136,7 @@ def build_classifier(
     needs full-precision master weights.
 
     Args:
-        spec: Where the model comes from (see :class:`ModelSpec`).
+        spec: Where the model comes from (see :class:`ModelParams`).
         tokenizer: The tokenizer from :func:`load_tokenizer` for the same ``spec``.
         label_names: Class names; index = label id.
 
@@ -178,7 +169,7 @@ def build_classifier(
 
 
 def _model_from_architecture(
-    spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, labels: dict[str, Any]
+    spec: ModelParams, tokenizer: PreTrainedTokenizerBase, labels: dict[str, Any]
 ) -> PreTrainedModel:
     """A randomly initialised model from ``spec.architecture`` (tests and the demo)."""
     architecture = dict(spec.architecture)
@@ -199,7 +190,7 @@ def _model_from_architecture(
     return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
 
 
-def _pretrained_model(spec: ModelSpec, labels: dict[str, Any]) -> PreTrainedModel:
+def _pretrained_model(spec: ModelParams, labels: dict[str, Any]) -> PreTrainedModel:
     """Pretrained weights from the Hub, a local folder or a GGUF file."""
     location = spec.name_or_path
     if not location:
@@ -237,8 +228,7 @@ def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
     return plain
 
 
-@dataclass(frozen=True)
-class LoraSpec:
+class LoraParams(Params):
     """LoRA settings (the ``training.lora`` parameters block).
 
     Attributes:
@@ -257,38 +247,28 @@ class LoraSpec:
             the base model by name, so it requires ``model.source`` hub or local.
     """
 
+    key: ClassVar[str] = "training.lora"
+
     enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: tuple[str, ...] | None = None
     modules_to_save: tuple[str, ...] | None = None
     merge_on_save: bool = True
 
+    @field_validator("target_modules", "modules_to_save", mode="before")
     @classmethod
-    def from_params(cls, params: dict[str, Any] | None) -> LoraSpec:
-        """Build from the ``lora`` parameters block, rejecting unknown keys."""
-        params = dict(params or {})
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {sorted(unknown)} in the 'training.lora' parameters; "
-                f"expected some of {sorted(cls.__dataclass_fields__)}"
-            )
-        for key in ("target_modules", "modules_to_save"):
-            if isinstance(params.get(key), str):
-                params[key] = (params[key],)
-            elif params.get(key) is not None:
-                params[key] = tuple(params[key])
-        spec = cls(**params)
-        if spec.r < 1 or spec.alpha <= 0 or not 0 <= spec.dropout < 1:
-            raise ValueError(
-                f"training.lora needs r >= 1, alpha > 0 and 0 <= dropout < 1, got {spec}"
-            )
-        return spec
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
 
-def apply_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
+# The old name, still used by tests/pipelines/deployment (owned by the deployment work);
+# drop it once they say ModelParams.
+ModelSpec = ModelParams
+
+
+def apply_lora(model: PreTrainedModel, lora: LoraParams) -> PreTrainedModel:
     """Wrap ``model`` with LoRA adapters; only they and the head stay trainable."""
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers.pytorch_utils import Conv1D
@@ -320,7 +300,7 @@ def _classification_head(model: PreTrainedModel) -> tuple[str, ...]:
     return heads
 
 
-def model_for_saving(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
+def model_for_saving(model: PreTrainedModel, lora: LoraParams) -> PreTrainedModel:
     """The model to save: LoRA adapters merged into the weights when asked."""
     from peft import PeftModel
 

@@ -58,7 +58,7 @@ def balanced(n: int, prefix: str) -> pd.DataFrame:
 
 
 def test_label_names_default_to_first_raw_value_per_id() -> None:
-    spec = SourceParams.from_params({"label_mapping": {1: 0, 2: 0, 9: 1, 10: 1}})
+    spec = SourceParams.model_validate({"label_mapping": {1: 0, 2: 0, 9: 1, 10: 1}})
     assert spec.class_names() == ["1", "9"]
 
 
@@ -67,7 +67,8 @@ def test_label_names_default_to_first_raw_value_per_id() -> None:
     [
         (
             {"text_col": "x"},
-            r"Unknown key\(s\) \['text_col'\] in parameters 'data_processing.source'",
+            r"data_processing\.source\.text_col: unknown key; allowed keys: "
+            r"label_column, label_mapping, label_names, test_split, text_column",
         ),
         ({"label_mapping": {"a": 0, "b": 2}}, r"class ids 0..K-1, got ids \[0, 2\]"),
         (
@@ -79,7 +80,7 @@ def test_label_names_default_to_first_raw_value_per_id() -> None:
 )
 def test_bad_source_parameters_are_named(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SourceParams.from_params(params)
+        SourceParams.model_validate(params)
 
 
 # ---------------------------------------------------------------------- load
@@ -608,15 +609,15 @@ def test_sample_carves_test_from_train_when_the_source_has_one_split() -> None:
         ),
         (
             {"train_size": 5, "validation_size": "all", "test_size": 5},
-            "validation_size must be a count >= 0, not 'all'",
+            "sampling.validation_size: must be a count >= 0, not 'all'",
         ),
         (
             {"train_size": -1, "validation_size": 1, "test_size": 5},
-            "train_size must be a count >= 0 or 'all'",
+            "sampling.train_size: must be a count >= 0 or 'all', not -1",
         ),
         (
             {"train_size": 1, "validation_size": 1, "test_size": 5, "seed": 1},
-            r"Unknown key\(s\) \['seed'\]",
+            r"data_processing\.sampling\.seed: unknown key; allowed keys: test_size, ",
         ),
         (
             {"train_size": 1, "validation_size": 10, "test_size": 5},

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.resolvers import package_path
 
 LABEL_NAMES = ["negative", "positive"]
@@ -53,7 +53,7 @@ def test_reviews() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tokenizer():
     """The demo tokenizer shipped in the package, prepared like the pipelines do."""
-    spec = ModelSpec(
+    spec = ModelParams(
         source="config",
         name_or_path=None,
         tokenizer_name_or_path=package_path("demo_data/tokenizer"),

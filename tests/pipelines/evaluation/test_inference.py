@@ -151,7 +151,9 @@ def test_predict_test_set_rejects_missing_split_and_columns(
     broken["test"] = broken["test"].remove_columns("labels")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['labels'\]"):
         predict_test_set(classifier, broken, label_names, {})
-    with pytest.raises(ValueError, match="Unknown key"):
+    with pytest.raises(
+        ValueError, match=r"evaluation\.inference\.batchsize: unknown key"
+    ):
         predict_test_set(classifier, tokenized_reviews, label_names, {"batchsize": 4})
 
 

@@ -214,7 +214,9 @@ def test_baselines_reject_bad_reviews(train_reviews, test_reviews, label_names):
         predict_majority_class(
             train_reviews.drop(columns="text"), test_reviews, label_names
         )
-    with pytest.raises(ValueError, match="Unknown key"):
+    with pytest.raises(
+        ValueError, match=r"evaluation\.baselines\.tfidf_logreg\.ngrams: unknown key"
+    ):
         predict_tfidf_logreg(
             train_reviews, test_reviews, label_names, {"ngrams": [1, 2]}, 0
         )

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, DatasetDict
 
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.pipelines.training.nodes import fit
 
 
@@ -35,7 +35,7 @@ def tokenized_slice(path, rows: int, tokenizer) -> Dataset:
 def test_a_few_steps_on_real_reviews(
     imdb_dir, model_params, training_params, runtime_params
 ):
-    tokenizer = load_tokenizer(ModelSpec.from_params(model_params))
+    tokenizer = load_tokenizer(ModelParams.model_validate(model_params))
     reviews = DatasetDict(
         train=tokenized_slice(imdb_dir / "train.parquet", 64, tokenizer),
         validation=tokenized_slice(imdb_dir / "test.parquet", 32, tokenizer),

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, set_seed
 
 from llm_finetuning.datasets import TextClassifierDataset
-from llm_finetuning.models import ModelSpec, build_classifier, load_tokenizer
+from llm_finetuning.models import ModelParams, build_classifier, load_tokenizer
 from llm_finetuning.pipelines.training import checkpoints
 from llm_finetuning.pipelines.training.nodes import (
     DynamicPaddingCollator,
@@ -57,7 +57,7 @@ def logits_of(model: torch.nn.Module, tokenizer, dataset) -> torch.Tensor:
 def test_fit_lowers_the_loss_and_reports_what_it_did(
     tokenized_reviews, model_params, training_params, runtime_params
 ):
-    spec = ModelSpec.from_params(model_params)
+    spec = ModelParams.model_validate(model_params)
     tokenizer = load_tokenizer(spec)
     set_seed(runtime_params["seed"])  # fit initialises the same way
     untrained = build_classifier(spec, tokenizer, LABEL_NAMES)

@@ -18,9 +18,9 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,15 @@ from datasets import (
 from sklearn.model_selection import train_test_split
 from transformers import PreTrainedTokenizerBase
 
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.pipelines.data_processing.encoding import decoding_hint
+from llm_finetuning.pipelines.data_processing.params import (
+    CleaningParams,
+    SampleSize,
+    SamplingParams,
+    SourceParams,
+    TokenizationParams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,150 +83,6 @@ TOKENIZED_FEATURES = Features(
 # Token count before truncation: only for the summary, dropped before saving.
 _UNTRUNCATED = "untruncated_length"
 
-_Params = TypeVar("_Params")
-
-
-def _from_params(cls: type[_Params], params: Mapping[str, Any], block: str) -> _Params:
-    """Build a parameter dataclass, naming the block when a key is unknown."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = set(params or {}) - known
-    if unknown:
-        raise ValueError(
-            f"Unknown key(s) {sorted(unknown)} in parameters '{block}'; "
-            f"expected some of {sorted(known)}"
-        )
-    return cls(**dict(params or {}))
-
-
-@dataclass(frozen=True)
-class SourceParams:
-    """``data_processing.source``: where the text and labels are in the raw data.
-
-    Attributes:
-        text_column: Column holding the text.
-        label_column: Column holding the raw label.
-        label_mapping: Raw label value -> class id (0..K-1); several raw values may
-            share an id (e.g. star ratings). ``None``: labels already are the ids.
-        label_names: Class names ordered by id. Defaults to the first raw value
-            mapped to each id.
-        train_split: Name of the raw split that provides train (and validation).
-        test_split: Name of the raw split that provides test; ``None`` carves test
-            from ``train_split`` (for a single table of labelled text).
-    """
-
-    text_column: str = "text"
-    label_column: str = "label"
-    label_mapping: dict[Any, int] | None = None
-    label_names: list[str] | None = None
-    train_split: str = "train"
-    test_split: str | None = "test"
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> SourceParams:
-        spec = _from_params(cls, params, "data_processing.source")
-        spec.class_names()  # validates the mapping and the names together
-        return spec
-
-    def class_names(self) -> list[str]:
-        """Class names by id, checked against the mapping."""
-        if self.label_mapping is None:
-            if not self.label_names:
-                raise ValueError(
-                    "data_processing.source needs label_names when label_mapping is "
-                    "null (labels are then the class ids 0..K-1)"
-                )
-            return [str(name) for name in self.label_names]
-        ids = sorted(set(self.label_mapping.values()))
-        if ids != list(range(len(ids))) or not all(isinstance(i, int) for i in ids):
-            raise ValueError(
-                "data_processing.source.label_mapping must map raw labels to the "
-                f"class ids 0..K-1, got ids {ids}"
-            )
-        if self.label_names is None:
-            first_raw = {}
-            for raw, class_id in self.label_mapping.items():
-                first_raw.setdefault(class_id, str(raw))
-            return [first_raw[i] for i in ids]
-        if len(self.label_names) != len(ids):
-            raise ValueError(
-                f"data_processing.source.label_names has {len(self.label_names)} "
-                f"names for {len(ids)} class ids in label_mapping"
-            )
-        return [str(name) for name in self.label_names]
-
-    def label_lookup(self) -> dict[str, int]:
-        """Raw label (as text) -> class id; identity on 0..K-1 without a mapping."""
-        if self.label_mapping is None:
-            return {str(i): i for i in range(len(self.class_names()))}
-        return {str(raw): class_id for raw, class_id in self.label_mapping.items()}
-
-
-@dataclass(frozen=True)
-class CleaningParams:
-    """``data_processing.cleaning``.
-
-    Attributes:
-        html_line_breaks_to_newlines: Turn ``<br />`` (IMDB's line breaks) into
-            newlines before stripping.
-    """
-
-    html_line_breaks_to_newlines: bool = True
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CleaningParams:
-        return _from_params(cls, params, "data_processing.cleaning")
-
-
-SampleSize = int | Literal["all"]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """``data_processing.sampling``: rows per split, a count or ``all``.
-
-    Validation is carved from the train split (never from test); train then takes
-    ``train_size`` of what is left.
-    """
-
-    train_size: SampleSize = 1_000
-    validation_size: int = 500
-    test_size: SampleSize = 500
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> SamplingParams:
-        spec = _from_params(cls, params, "data_processing.sampling")
-        for name in ("train_size", "validation_size", "test_size"):
-            value = getattr(spec, name)
-            is_count = isinstance(value, int) and not isinstance(value, bool)
-            if value == "all" and name != "validation_size":
-                continue
-            if not is_count or value < 0:
-                allowed = "a count >= 0" + (
-                    "" if name == "validation_size" else " or 'all'"
-                )
-                raise ValueError(
-                    f"data_processing.sampling.{name} must be {allowed}, not {value!r}"
-                )
-        return spec
-
-
-@dataclass(frozen=True)
-class TokenizationParams:
-    """``data_processing.tokenization``.
-
-    Attributes:
-        batch_size: Reviews per call of the fast tokenizer in ``Dataset.map``.
-    """
-
-    batch_size: int = 1_000
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TokenizationParams:
-        spec = _from_params(cls, params, "data_processing.tokenization")
-        if spec.batch_size < 1:
-            raise ValueError("data_processing.tokenization.batch_size must be positive")
-        return spec
-
 
 @dataclass
 class RawSplit:
@@ -240,9 +103,7 @@ class DataValidationError(ValueError):
 # --------------------------------------------------------------------------- load
 
 
-def load_raw_splits(
-    raw_reviews: Any, source_params: dict[str, Any]
-) -> dict[str, RawSplit]:
+def load_raw_splits(raw_reviews: Any, source: SourceParams) -> dict[str, RawSplit]:
     """Pick the train and test splits out of whatever ``raw_reviews`` loaded as.
 
     Accepts a Hugging Face ``DatasetDict`` (``huggingface.HFDataset`` and friends), a
@@ -254,7 +115,7 @@ def load_raw_splits(
     Returns:
         ``{"train": ..., "test": ...}`` (no ``test`` when ``test_split`` is null).
     """
-    params = SourceParams.from_params(source_params)
+    params = SourceParams.model_validate(source)
     available = _as_split_mapping(raw_reviews, params)
     roles = {"train": params.train_split}
     if params.test_split is not None:
@@ -362,8 +223,8 @@ def _read_split(raw: Any, split: str, params: SourceParams) -> RawSplit:
 
 def validate_and_clean(
     raw_splits: dict[str, RawSplit],
-    source_params: dict[str, Any],
-    cleaning_params: dict[str, Any],
+    source: SourceParams,
+    cleaning: CleaningParams,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[str]]:
     """Check the raw splits, clean the text, map labels and remove duplicates and leaks.
 
@@ -380,8 +241,8 @@ def validate_and_clean(
         quality report so far (:func:`report_data_quality` completes it) and the
         class names by id.
     """
-    source = SourceParams.from_params(source_params)
-    cleaning = CleaningParams.from_params(cleaning_params)
+    source = SourceParams.model_validate(source)
+    cleaning = CleaningParams.model_validate(cleaning)
     names = source.class_names()
     lookup = source.label_lookup()
 
@@ -642,7 +503,7 @@ def _rows(frame: pd.DataFrame, mask: np.ndarray) -> str:
 
 def sample_splits(
     clean_splits: dict[str, pd.DataFrame],
-    sampling_params: dict[str, Any],
+    sampling: SamplingParams,
     seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Draw stratified, seeded train, validation and test samples.
@@ -651,7 +512,7 @@ def sample_splits(
     the source has none, carved from train first). Each sample keeps the label
     proportions of the split it is drawn from and is ordered by ``row_id``.
     """
-    params = SamplingParams.from_params(sampling_params)
+    params = SamplingParams.model_validate(sampling)
     pool = clean_splits["train"]
     if "test" in clean_splits:
         test, _ = _stratified_take(clean_splits["test"], params.test_size, seed, "test")
@@ -711,8 +572,8 @@ def tokenize_splits(
     train_reviews: pd.DataFrame,
     validation_reviews: pd.DataFrame,
     test_reviews: pd.DataFrame,
-    model_params: dict[str, Any],
-    tokenization_params: dict[str, Any],
+    model: ModelParams,
+    tokenization: TokenizationParams,
 ) -> tuple[DatasetDict, dict[str, Any]]:
     """Tokenize the samples with the training model's tokenizer, without padding.
 
@@ -725,8 +586,8 @@ def tokenize_splits(
         ``input_ids``, ``attention_mask``, ``labels`` and ``length`` (tokens kept),
         and the token-length summary per split (lengths before truncation).
     """
-    spec = ModelSpec.from_params(model_params)
-    params = TokenizationParams.from_params(tokenization_params)
+    spec = ModelParams.model_validate(model)
+    params = TokenizationParams.model_validate(tokenization)
     tokenizer = load_tokenizer(spec)
     if not tokenizer.is_fast:
         raise ValueError(

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from llm_finetuning.metrics import predictions_frame
-from llm_finetuning.pipelines.evaluation.config import TfidfLogRegConfig
+from llm_finetuning.pipelines.evaluation.params import TfidfLogRegParams
 
 REVIEW_COLUMNS = ("row_id", "text", "label")
 
@@ -58,7 +58,7 @@ def majority_class_classifier() -> DummyClassifier:
     return DummyClassifier(strategy="prior")
 
 
-def tfidf_logreg_classifier(config: TfidfLogRegConfig, seed: int) -> Pipeline:
+def tfidf_logreg_classifier(config: TfidfLogRegParams, seed: int) -> Pipeline:
     """TF-IDF word n-grams followed by logistic regression."""
     return Pipeline(
         [

@@ -36,15 +36,15 @@ from llm_finetuning.metrics import (
     validate_predictions,
 )
 from llm_finetuning.pipelines.evaluation import baselines, plots
-from llm_finetuning.pipelines.evaluation.config import (
-    InferenceConfig,
-    ReportConfig,
-    ScoringConfig,
-    TfidfLogRegConfig,
-)
 from llm_finetuning.pipelines.evaluation.inference import (
     check_classifier,
     predict_probabilities,
+)
+from llm_finetuning.pipelines.evaluation.params import (
+    InferenceParams,
+    ReportParams,
+    ScoringParams,
+    TfidfLogRegParams,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def predict_test_set(
     fine_tuned_model: TextClassifier,
     tokenized_reviews: DatasetDict,
     label_names: list[str],
-    inference: dict[str, Any],
+    inference: InferenceParams,
 ) -> pd.DataFrame:
     """Class probabilities of the fine-tuned model for every test review.
 
@@ -71,7 +71,7 @@ def predict_test_set(
         The ``test_predictions`` frame: ``row_id, label, predicted_label`` and one
         ``prob_<label name>`` column per class, sorted by ``row_id``.
     """
-    config = InferenceConfig.from_params(inference)
+    config = InferenceParams.model_validate(inference)
     if TEST_SPLIT not in tokenized_reviews:
         raise ValueError(
             f"tokenized_reviews has no '{TEST_SPLIT}' split; it has {list(tokenized_reviews)}"
@@ -103,7 +103,7 @@ def predict_test_set(
 def score_classifier(
     predictions: pd.DataFrame,
     label_names: list[str],
-    scoring: dict[str, Any],
+    scoring: ScoringParams,
     seed: int,
 ) -> dict[str, Any]:
     """Metrics with bootstrap confidence intervals of any classifier's predictions.
@@ -111,7 +111,7 @@ def score_classifier(
     See :func:`llm_finetuning.metrics.score_predictions` for the report and for how
     invalid answers (``predicted_label == -1``) are scored.
     """
-    config = ScoringConfig.from_params(scoring)
+    config = ScoringParams.model_validate(scoring)
     return score_predictions(
         predictions,
         label_names,
@@ -148,20 +148,20 @@ def metrics_for_mlflow(
 
 
 def plot_confusion_matrix(
-    evaluation_metrics: dict[str, Any], report: dict[str, Any]
+    evaluation_metrics: dict[str, Any], report: ReportParams
 ) -> Figure:
     """Confusion matrix (counts and row shares) from the metrics report."""
-    config = ReportConfig.from_params(report)
+    config = ReportParams.model_validate(report)
     return plots.confusion_matrix_figure(
         evaluation_metrics, f"Confusion matrix: {config.model_name}"
     )
 
 
 def plot_roc_curve(
-    predictions: pd.DataFrame, label_names: list[str], report: dict[str, Any]
+    predictions: pd.DataFrame, label_names: list[str], report: ReportParams
 ) -> Figure:
     """ROC curve; a figure saying so when the classifier gave no probabilities."""
-    config = ReportConfig.from_params(report)
+    config = ReportParams.model_validate(report)
     validate_predictions(predictions, label_names)
     return plots.roc_curve_figure(
         predictions, label_names, f"ROC curve: {config.model_name}"
@@ -171,12 +171,12 @@ def plot_roc_curve(
 def plot_reliability_diagram(
     predictions: pd.DataFrame,
     label_names: list[str],
-    scoring: dict[str, Any],
-    report: dict[str, Any],
+    scoring: ScoringParams,
+    report: ReportParams,
 ) -> Figure:
     """Reliability (calibration) diagram with as many bins as the calibration error."""
-    config = ReportConfig.from_params(report)
-    bins = ScoringConfig.from_params(scoring).calibration_bins
+    config = ReportParams.model_validate(report)
+    bins = ScoringParams.model_validate(scoring).calibration_bins
     validate_predictions(predictions, label_names)
     return plots.reliability_figure(
         predictions, label_names, bins, f"Reliability: {config.model_name}"
@@ -219,12 +219,12 @@ def accuracy_by_length(
     predictions: pd.DataFrame,
     test_reviews: pd.DataFrame,
     label_names: list[str],
-    report: dict[str, Any],
+    report: ReportParams,
 ) -> pd.DataFrame:
     """Accuracy per review-length bucket (words; equal-count buckets) with 95% Wilson
     intervals. Invalid answers count as wrong. Length in words, not tokens, so every
     classifier (whatever its tokenizer) is bucketed the same way."""
-    config = ReportConfig.from_params(report)
+    config = ReportParams.model_validate(report)
     joined = _join_reviews(predictions, test_reviews, label_names)
     words = joined["text"].str.split().str.len().to_numpy()
     correct = (joined[PREDICTED_LABEL] == joined[LABEL]).to_numpy()
@@ -256,9 +256,9 @@ def accuracy_by_length(
     return pd.DataFrame(rows)
 
 
-def plot_accuracy_by_length(table: pd.DataFrame, report: dict[str, Any]) -> Figure:
+def plot_accuracy_by_length(table: pd.DataFrame, report: ReportParams) -> Figure:
     """Bar chart of :func:`accuracy_by_length`."""
-    config = ReportConfig.from_params(report)
+    config = ReportParams.model_validate(report)
     return plots.accuracy_by_length_figure(
         table, f"Accuracy by review length: {config.model_name}"
     )
@@ -271,7 +271,7 @@ def most_confident_mistakes(
     predictions: pd.DataFrame,
     test_reviews: pd.DataFrame,
     label_names: list[str],
-    report: dict[str, Any],
+    report: ReportParams,
 ) -> pd.DataFrame:
     """The wrong predictions the model was surest of, with their text, for review.
 
@@ -279,7 +279,7 @@ def most_confident_mistakes(
     probabilities (a label-only classifier) and for invalid answers the confidence is
     empty and those rows come last.
     """
-    config = ReportConfig.from_params(report)
+    config = ReportParams.model_validate(report)
     joined = _join_reviews(predictions, test_reviews, label_names)
     wrong = joined[joined[PREDICTED_LABEL] != joined[LABEL]].copy()
     names = np.array([*label_names, INVALID_NAME])  # index -1 -> INVALID_NAME
@@ -329,11 +329,11 @@ def predict_tfidf_logreg(
     train_reviews: pd.DataFrame,
     test_reviews: pd.DataFrame,
     label_names: list[str],
-    tfidf_logreg: dict[str, Any],
+    tfidf_logreg: TfidfLogRegParams,
     seed: int,
 ) -> pd.DataFrame:
     """TF-IDF + logistic regression baseline predictions on the test reviews."""
-    config = TfidfLogRegConfig.from_params(tfidf_logreg)
+    config = TfidfLogRegParams.model_validate(tfidf_logreg)
     return baselines.fit_and_predict(
         baselines.tfidf_logreg_classifier(config, seed),
         train_reviews,
@@ -360,7 +360,7 @@ def compare_models(
     reference: str,
     *,
     label_names: Sequence[str],
-    scoring: dict[str, Any],
+    scoring: ScoringParams,
     seed: int,
 ) -> tuple[dict[str, Any], str]:
     """Compare classifiers scored on the same test rows against ``reference``.
@@ -381,7 +381,7 @@ def compare_models(
             f"metrics for {sorted(metrics_by_model)} but predictions for "
             f"{sorted(predictions_by_model)}"
         )
-    config = ScoringConfig.from_params(scoring)
+    config = ScoringParams.model_validate(scoring)
     models: dict[str, Any] = {}
     for name, report in metrics_by_model.items():
         metrics = report["metrics"]
@@ -443,12 +443,12 @@ def compare_with_baselines(
     majority_class_predictions: pd.DataFrame,
     tfidf_logreg_predictions: pd.DataFrame,
     label_names: list[str],
-    scoring: dict[str, Any],
-    report: dict[str, Any],
+    scoring: ScoringParams,
+    report: ReportParams,
     seed: int,
 ) -> tuple[dict[str, Any], str]:
     """The fine-tuned model against the majority class and TF-IDF + LR (JSON, Markdown)."""
-    reference = ReportConfig.from_params(report).model_name
+    reference = ReportParams.model_validate(report).model_name
     comparison, table = compare_models(
         {
             reference: evaluation_metrics,

@@ -1,7 +1,7 @@
 """Nodes of the training pipeline: fine-tune a classifier with the Hugging Face Trainer.
 
 ``fit`` is the whole training step as one top-level function of plain data (a
-``DatasetDict``, the label names and three parameter dicts), so it runs unchanged in
+``DatasetDict``, the label names and three parameter blocks), so it runs unchanged in
 this process or inside each torch.distributed worker (torchrun, Spark's
 TorchDistributor): under ``WORLD_SIZE > 1`` the Trainer sets up DDP itself, every rank
 returns the same trained model, and only the caller holding rank 0's result should save
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,14 @@ from transformers import (
 from llm_finetuning.datasets import TextClassifier
 from llm_finetuning.distributed import launch
 from llm_finetuning.models import (
-    ModelSpec,
+    ModelParams,
     apply_lora,
     build_classifier,
     load_tokenizer,
     model_for_saving,
     parameter_counts,
 )
+from llm_finetuning.params import RuntimeParams
 from llm_finetuning.pipelines.training import checkpoints
 from llm_finetuning.pipelines.training.callbacks import (
     MlflowMetricsCallback,
@@ -50,7 +50,7 @@ from llm_finetuning.pipelines.training.callbacks import (
     active_run_id,
     log_to_run,
 )
-from llm_finetuning.pipelines.training.config import TrainingConfig
+from llm_finetuning.pipelines.training.params import TrainingParams
 from llm_finetuning.pipelines.training.sampling import ClassifierTrainer
 from llm_finetuning.pipelines.training.throughput import (
     BatchStats,
@@ -93,48 +93,50 @@ class DynamicPaddingCollator(DataCollatorWithPadding):
 def train_classifier(
     tokenized_reviews: DatasetDict,
     label_names: list[str],
-    model_params: dict[str, Any],
-    training_params: dict[str, Any],
-    runtime_params: dict[str, Any],
+    model: ModelParams,
+    training: TrainingParams,
+    runtime: RuntimeParams,
 ) -> tuple[TextClassifier, dict[str, Any]]:
     """Run :func:`fit` in this process or on the processes ``training.distributed`` sets.
 
-    The parameters are checked here first, so a typo fails before any worker starts.
-    Returns rank 0's model and metrics.
+    Kedro has checked the parameters before any node ran, so a typo fails before
+    data_processing, let alone a worker, starts. Returns rank 0's model and metrics.
     """
-    config = TrainingConfig.from_params(training_params)
     return launch(
         fit,
         tokenized_reviews,
         label_names,
-        model_params,
-        training_params,
-        runtime_params,
-        config=config.distributed,
+        model,
+        training,
+        runtime,
+        config=training.distributed,
     )
 
 
 def fit(
     tokenized_reviews: DatasetDict,
     label_names: list[str],
-    model_params: dict[str, Any],
-    training_params: dict[str, Any],
-    runtime_params: dict[str, Any],
+    model_params: ModelParams | dict[str, Any],
+    training_params: TrainingParams | dict[str, Any],
+    runtime_params: RuntimeParams | dict[str, Any],
     *,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> tuple[TextClassifier, dict[str, Any]]:
     """Fine-tune the configured model on the tokenized reviews.
 
     The phases, each its own function: build the model, prepare the checkpoint folder,
-    build the Trainer, train, then report and package the result.
+    build the Trainer, train, then report and package the result. The parameters may
+    be the typed blocks or plain dicts (a test, a worker): both are validated by the
+    same models.
 
     Args:
         tokenized_reviews: ``train`` and (when evaluating) ``validation`` splits with
             ``input_ids``, ``attention_mask``, ``labels`` (and ``length``), unpadded.
         label_names: Class names; index = label id.
-        model_params: The ``model`` block (:class:`~llm_finetuning.models.ModelSpec`).
-        training_params: The ``training`` block (:class:`.config.TrainingConfig`).
-        runtime_params: The ``runtime`` block: ``seed`` and ``num_threads``.
+        model_params: The ``model`` block (:class:`~llm_finetuning.models.ModelParams`).
+        training_params: The ``training`` block (:class:`.params.TrainingParams`).
+        runtime_params: The ``runtime`` block
+            (:class:`~llm_finetuning.params.RuntimeParams`).
         callbacks: Extra Trainer callbacks (a launcher's progress reporting, a test's
             simulated crash).
 
@@ -142,11 +144,12 @@ def fit(
         The trained classifier (best validation checkpoint when evaluating; LoRA merged
         if asked) on the CPU, and the training metrics (history, throughput, MFU).
     """
-    config = TrainingConfig.from_params(training_params)
-    spec = ModelSpec.from_params(model_params)
-    seed = int(runtime_params.get("seed", 42))
-    if runtime_params.get("num_threads"):
-        torch.set_num_threads(int(runtime_params["num_threads"]))
+    config = TrainingParams.model_validate(training_params)
+    spec = ModelParams.model_validate(model_params)
+    runtime = RuntimeParams.model_validate(runtime_params)
+    seed = runtime.seed
+    if runtime.num_threads:
+        torch.set_num_threads(runtime.num_threads)
 
     splits = training_splits(tokenized_reviews, label_names, config.evaluation.enabled)
     tokenizer, model = build_model(spec, config, label_names, seed)
@@ -197,7 +200,7 @@ def fit(
     )
     metadata = {
         "label_names": list(label_names),
-        "model": asdict(spec),
+        "model": spec.to_dict(),
         "training": config.to_dict(),
         "training_arguments": args.to_sanitized_dict(),
         "data": {name: split.num_rows for name, split in splits.items()},
@@ -216,7 +219,7 @@ def fit(
 
 
 def build_model(
-    spec: ModelSpec, config: TrainingConfig, label_names: list[str], seed: int
+    spec: ModelParams, config: TrainingParams, label_names: list[str], seed: int
 ) -> tuple[Any, Any]:
     """The tokenizer and the classifier to train (LoRA-wrapped if asked)."""
     if (
@@ -237,7 +240,7 @@ def build_model(
 
 
 def prepare_checkpoints(
-    args: TrainingArguments, config: TrainingConfig, run_fingerprint: str
+    args: TrainingArguments, config: TrainingParams, run_fingerprint: str
 ) -> Path | None:
     """The checkpoint to resume from (or ``None``), with the folder tidied for it.
 
@@ -257,7 +260,7 @@ def build_trainer(
     model: Any,
     tokenizer: Any,
     args: TrainingArguments,
-    config: TrainingConfig,
+    config: TrainingParams,
     *,
     splits: dict[str, Dataset],
     stats: BatchStats,
@@ -295,7 +298,7 @@ def build_trainer(
 
 def training_report(
     trainer: ClassifierTrainer,
-    config: TrainingConfig,
+    config: TrainingParams,
     *,
     stats: BatchStats,
     timer: ThroughputCallback,
@@ -345,7 +348,7 @@ def training_report(
 def _run_facts(
     model: Any,
     args: TrainingArguments,
-    config: TrainingConfig,
+    config: TrainingParams,
     *,
     splits: dict[str, Dataset],
     precision: str,
@@ -448,7 +451,7 @@ def resolve_precision(requested: str) -> str:
 
 
 def training_arguments(
-    config: TrainingConfig, *, seed: int, precision: str, output_dir: Path
+    config: TrainingParams, *, seed: int, precision: str, output_dir: Path
 ) -> TrainingArguments:
     """The Trainer's arguments for ``config``.
 
@@ -610,8 +613,8 @@ def _step_of(checkpoint: Path | None) -> int | None:
 
 
 def _run_fingerprint(
-    spec: ModelSpec,
-    config: TrainingConfig,
+    spec: ModelParams,
+    config: TrainingParams,
     label_names: list[str],
     seed: int,
     splits: dict[str, Dataset],
@@ -629,7 +632,7 @@ def _run_fingerprint(
         data[name] = {"rows": split.num_rows, "sha256": digest.hexdigest()}
     return checkpoints.fingerprint(
         {
-            "model": asdict(spec),
+            "model": spec.to_dict(),
             "training": training,
             "labels": list(label_names),
             "seed": seed,
