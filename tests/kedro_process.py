@@ -7,7 +7,9 @@ child can be started through this file as a script with a *stop point*: at that 
 the child stops itself with SIGSTOP (``--stop-after-checkpoint STEP``: once the
 Trainer's checkpoint of ``STEP`` or later is on disk; ``--stop-while-saving NAME``:
 once the weights are written into the scratch folder of the catalog's save of
-``NAME``, before the tokenizer and metadata), and the test kills the stopped process.
+``NAME``, before the tokenizer and metadata; ``--stop-after-chunk INDEX``: once the
+scoring pipeline's chunk ``INDEX`` or a later one is written), and the test kills the
+stopped process.
 Nothing else about the run changes.
 
     python tests/kedro_process.py --stop-after-checkpoint 12 -- run --env test ...
@@ -156,14 +158,30 @@ def _stop_while_saving(dataset_name: str) -> None:
     PreTrainedModel.save_pretrained = save_then_stop
 
 
+def _stop_after_chunk(index: int) -> None:
+    from llm_finetuning.datasets.scored_table import ScoringJob
+
+    write = ScoringJob.write
+
+    def write_then_stop(self, chunk_index, table, stats):
+        write(self, chunk_index, table, stats)
+        if chunk_index >= index:
+            _stop_self()
+
+    ScoringJob.write = write_then_stop
+
+
 def main(argv: list[str]) -> None:
-    """``--stop-after-checkpoint STEP | --stop-while-saving NAME -- <kedro args>``."""
+    """``--stop-after-checkpoint STEP | --stop-while-saving NAME |
+    --stop-after-chunk INDEX -- <kedro args>``."""
     split = argv.index("--")
     point, value = argv[:split]
     if point == "--stop-after-checkpoint":
         _stop_after_checkpoint(int(value))
     elif point == "--stop-while-saving":
         _stop_while_saving(value)
+    elif point == "--stop-after-chunk":
+        _stop_after_chunk(int(value))
     else:
         raise SystemExit(f"unknown stop point {point}")
     from kedro.framework.cli import main as kedro_main
