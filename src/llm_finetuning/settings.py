@@ -7,10 +7,17 @@ Settings are read by every ``kedro`` command: nothing imported here may load tor
 """
 
 from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks, RunSummaryHooks
+from llm_finetuning.params import ParamsTrackingHooks
 from llm_finetuning.pipelines.data_processing.hooks import EncodingHintHooks
 from llm_finetuning.resolvers import package_path, path_in
 
-HOOKS = (CheckpointHooks(), RunEndingHooks(), EncodingHintHooks(), RunSummaryHooks())
+HOOKS = (
+    CheckpointHooks(),
+    RunEndingHooks(),
+    EncodingHintHooks(),
+    RunSummaryHooks(),
+    ParamsTrackingHooks(),  # typed parameter blocks into MLflow, flattened
+)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
