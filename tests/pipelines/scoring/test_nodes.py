@@ -166,3 +166,31 @@ def test_parameters_are_validated_by_kedro_before_the_run():
         params["scoring"].batch_size = 2
     for uri in ("models:/clf@champion", "models:/clf/3", "runs:/abc/model"):
         assert ScoringParams(model=uri).model == uri
+
+
+ENVS = ["base", "demo", "test", "databricks"]
+
+
+def _parameters(env: str) -> dict:
+    from pathlib import Path
+
+    from kedro.config import OmegaConfigLoader
+
+    from llm_finetuning.settings import CONFIG_LOADER_ARGS
+
+    conf = Path(__file__).resolve().parents[3] / "conf"
+    return OmegaConfigLoader(conf_source=str(conf), env=env, **CONFIG_LOADER_ARGS)[
+        "parameters"
+    ]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_env_passes_the_scoring_model(env):
+    ScoringParams.model_validate(_parameters(env)["scoring"])
+
+
+def test_base_spells_out_the_scoring_defaults():
+    from llm_finetuning.params import flatten
+
+    written = flatten(_parameters("base")["scoring"], "scoring.")
+    assert written == flatten(ScoringParams().to_dict(), "scoring.")

@@ -1,17 +1,20 @@
 """Typed ``scoring`` parameters (conf/<env>/parameters_scoring.yml).
 
-The node that takes ``params:scoring`` is annotated with :class:`ScoringParams`, so
-Kedro validates the block before any node runs: a misspelt key or a wrong type stops
-the run with the key's name. Only pydantic is imported here (``kedro registry list``
-must not pay for torch).
+The node that takes ``params:scoring`` is annotated with :class:`ScoringParams` (a
+:class:`llm_finetuning.params.Params`: unknown keys forbidden, frozen), so Kedro
+validates the block before any node runs: a misspelt key or a wrong type stops the run
+with the key's path. Only pydantic is imported here (``kedro registry list`` must not
+pay for torch).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from llm_finetuning.params import Params
 
 CATALOG_MODEL = "fine_tuned_model"
 _MODEL_URI = re.compile(
@@ -19,11 +22,7 @@ _MODEL_URI = re.compile(
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SparkParams(_Frozen):
+class SparkParams(Params):
     """How the Spark engine splits the work.
 
     Attributes:
@@ -37,13 +36,15 @@ class SparkParams(_Frozen):
             (a Databricks job always has one).
     """
 
+    key: ClassVar[str] = "scoring.spark"
+
     num_partitions: int | None = Field(default=None, ge=1)
-    rows_per_partition: int | None = Field(default=None, ge=1)
+    rows_per_partition: int | None = Field(default=20_000, ge=1)
     arrow_batch_rows: int = Field(default=1024, ge=1)
     master: str = "local[2]"
 
 
-class ScoringParams(_Frozen):
+class ScoringParams(Params):
     """What to score, with which model, on which engine.
 
     Attributes:
@@ -63,6 +64,8 @@ class ScoringParams(_Frozen):
         spark: Settings of the Spark engine.
     """
 
+    key: ClassVar[str] = "scoring"
+
     model: str = CATALOG_MODEL
     engine: Literal["local", "spark"] = "local"
     text_column: str = "text"
@@ -72,7 +75,7 @@ class ScoringParams(_Frozen):
     device: str = "auto"
     num_threads: int | None = Field(default=None, ge=1)
     progress_bar: bool = True
-    spark: SparkParams = SparkParams()
+    spark: SparkParams = Field(default_factory=SparkParams)
 
     @field_validator("model")
     @classmethod
