@@ -18,6 +18,10 @@ import tomllib
 import yaml
 
 PIPELINE_ORDER = ["data_processing", "training", "evaluation", "deployment"]
+# The training chain, and scoring on its own (run on demand or on a schedule).
+JOBS = ["llm_finetuning", "llm_finetuning_scoring"]
+# Entries that are Unity Catalog tables on Databricks rather than files in the volume.
+TABLE_ENTRIES = {"texts_to_score", "scored_texts"}
 VARIABLE = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
 
 
@@ -69,8 +73,15 @@ def defaults(bundle: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def job(bundle: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     jobs = bundle["resources"]["jobs"]
-    assert list(jobs) == ["llm_finetuning"], f"expected one job, found {list(jobs)}"
+    assert sorted(jobs) == sorted(JOBS), f"expected jobs {JOBS}, found {list(jobs)}"
     return _resolve_variables(jobs["llm_finetuning"], defaults)
+
+
+@pytest.fixture(scope="module")
+def scoring_job(bundle: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return _resolve_variables(
+        bundle["resources"]["jobs"]["llm_finetuning_scoring"], defaults
+    )
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +262,9 @@ def test_every_file_the_catalog_writes_lives_in_the_volume(project_root: Path) -
         paths = [p for p in _local_paths(entry) if p.startswith("data/")]
         if not paths:
             continue
+        if name in TABLE_ENTRIES:
+            assert databricks[name]["type"] == "databricks.ManagedTableDataset", name
+            continue
         assert name in databricks, f"{name}: no databricks entry"
         mirrored = databricks[name]
         assert _types(mirrored) == _types(entry), name
@@ -337,3 +351,66 @@ def test_the_notebooks_are_valid_python_in_the_formats_their_tools_read(
     exploration = (project_root / "notebooks" / "explore_reviews.py").read_text()
     assert exploration.count("# %%") > 5
     ast.parse(exploration)
+
+
+# The scoring job: one task on a Unity Catalog table.
+
+
+def test_the_scoring_job_validates_against_the_bundle_schema(
+    scoring_job: dict[str, Any],
+) -> None:
+    from databricks.bundles.jobs import Job
+
+    parsed = Job.from_dict(scoring_job)
+    assert [task.task_key for task in parsed.tasks] == ["scoring"]
+
+
+def test_the_scoring_task_runs_the_scoring_pipeline_on_the_bundle_tables(
+    scoring_job: dict[str, Any],
+    defaults: dict[str, Any],
+    job_files: dict[str, Path],
+    project_root: Path,
+    tmp_path: Path,
+) -> None:
+    from kedro.framework.cli.utils import find_run_command
+    from kedro.framework.project import configure_project
+
+    from llm_finetuning.pipelines.scoring import create_pipeline
+
+    configure_project("llm_finetuning")
+    (task,) = scoring_job["tasks"]
+    arguments = list(task["python_wheel_task"]["parameters"])
+    position = arguments.index("--conf-source") + 1
+    arguments[position] = str(tmp_path / "conf-llm_finetuning.tar.gz")
+    Path(arguments[position]).touch()
+    context = find_run_command("llm_finetuning").make_context(
+        "llm-finetuning", arguments
+    )
+
+    assert context.params["env"] == "databricks"
+    assert "scoring" in str(context.params["pipelines"])
+    assert create_pipeline().inputs() >= {"texts_to_score", "fine_tuned_model"}
+    runtime = context.params["params"]
+    assert runtime["scoring_catalog"] == defaults["catalog"]
+    assert runtime["scoring_schema"] == defaults["schema"]
+    assert runtime["scoring_input_table"] == defaults["scoring_input_table"]
+    (library,) = task["libraries"]
+    wheel = (job_files["llm_finetuning_scoring"].parent / library["whl"]).resolve()
+    assert wheel.parent == (project_root / "dist").resolve()
+
+    # The databricks catalog reads and writes those tables, with the Spark engine.
+    loader = _config_loader(project_root, "databricks", **runtime)
+    catalog = loader["catalog"]
+    for name, table in (
+        ("texts_to_score", runtime["scoring_input_table"]),
+        ("scored_texts", runtime["scoring_output_table"]),
+    ):
+        entry = catalog[name]
+        assert entry["type"] == "databricks.ManagedTableDataset"
+        assert (entry["catalog"], entry["database"], entry["table"]) == (
+            defaults["catalog"],
+            defaults["schema"],
+            table,
+        )
+    assert catalog["scored_texts"]["write_mode"] == "overwrite"
+    assert loader["parameters"]["scoring"]["engine"] == "spark"
