@@ -123,7 +123,7 @@ for label, group in train.groupby("label"):
 
 # %% [markdown]
 # ## After data_processing
-# With `kedro run --pipeline data_processing --env <env>` done, its quality report
+# With `kedro run --pipelines data_processing --env <env>` done, its quality report
 # says what was removed and why.
 
 # %%

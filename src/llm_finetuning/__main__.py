@@ -2,7 +2,7 @@
 
 This is the entry point a Databricks ``python_wheel_task`` calls (``package_name:
 llm_finetuning``, ``entry_point: llm-finetuning``): the task's parameters arrive as
-``sys.argv`` and are those of ``kedro run``, e.g. ``--pipeline training --env databricks
+``sys.argv`` and are those of ``kedro run``, e.g. ``--pipelines training --env databricks
 --conf-source /Volumes/<catalog>/<schema>/<volume>/conf/conf-llm_finetuning.tar.gz``.
 """
 
