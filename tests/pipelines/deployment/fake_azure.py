@@ -1,5 +1,10 @@
-"""A fake Azure: a real HTTP server on 127.0.0.1 serving the documented endpoints the
+"""A fake Azure: a real HTTPS server on 127.0.0.1 serving the documented endpoints the
 deployment pipeline uses, with failures on demand.
+
+It serves TLS with a throwaway certificate authority (trustme): azure-core sends bearer
+tokens only over HTTPS. :meth:`FakeAzure.trusting_environment` gives the variables that
+make the SDKs trust it (``SSL_CERT_FILE`` for the openai SDK's httpx2,
+``REQUESTS_CA_BUNDLE`` for azure-core's requests transport).
 
 Azure OpenAI data plane (every path needs ``?api-version=`` and the ``api-key`` header):
 ``POST /openai/files`` (multipart), ``GET /openai/files`` (``purpose``), ``GET
@@ -11,7 +16,9 @@ Azure OpenAI data plane (every path needs ``?api-version=`` and the ``api-key`` 
 
 Azure Resource Manager (``Authorization: Bearer``, ``?api-version=``): ``PUT/GET/DELETE
 /subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.CognitiveServices/accounts/{a}
-/deployments/{name}`` and the ``Azure-AsyncOperation`` URL a PUT answers with.
+/deployments/{name}`` and the ``Azure-AsyncOperation`` URL a PUT answers with (each
+read of either advances the deployment; ``Succeeded`` after
+``deployment_polls_until_done`` reads).
 
 Scenarios: ``job_outcome`` (``succeeded``, ``failed``, ``cancelled``, ``never``),
 ``deployment_outcome`` (``Succeeded``, ``Failed``), ``answer`` (the model's answer to a
@@ -30,13 +37,18 @@ import email.policy
 import itertools
 import json
 import re
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import trustme
 
 RESULTS_CSV = "step,train_loss,train_mean_token_accuracy\n1,0.9,0.5\n2,0.4,0.8\n"
 DEPLOYMENT_PATH = re.compile(
@@ -105,6 +117,13 @@ class FakeAzure:
     def __enter__(self) -> FakeAzure:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        authority = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._scratch = tempfile.TemporaryDirectory(prefix="fake_azure_")
+        self.ca_file = str(Path(self._scratch.name) / "ca.pem")
+        authority.cert_pem.write_to_path(self.ca_file)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -112,11 +131,16 @@ class FakeAzure:
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._scratch.cleanup()
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"https://{host}:{port}"
+
+    def trusting_environment(self) -> dict[str, str]:
+        """Environment variables under which the SDKs trust this server's certificate."""
+        return {"SSL_CERT_FILE": self.ca_file, "REQUESTS_CA_BUNDLE": self.ca_file}
 
     # -- scenarios
 
@@ -530,11 +554,13 @@ class _Handler(BaseHTTPRequestHandler):
         if match and method == "GET":
             for state in fake.deployments.values():
                 if state["_operation"] == match.group("op"):
-                    failed = state["properties"]["provisioningState"] == "Failed"
+                    self._advance_deployment(state)
+                    status = state["properties"]["provisioningState"]
+                    failed = status == "Failed"
                     return self._send(
                         200,
                         {
-                            "status": "Failed" if failed else "InProgress",
+                            "status": {"Creating": "InProgress"}.get(status, status),
                             "error": {
                                 "code": "DeploymentFailed",
                                 "message": "The fine-tuned model is not available in this region.",
@@ -580,16 +606,19 @@ class _Handler(BaseHTTPRequestHandler):
                 404, "DeploymentNotFound", f"Deployment {name} not found."
             )
         if method == "GET":
-            if state["properties"]["provisioningState"] == "Creating":
-                state["_polls"] += 1
-                if state["_polls"] >= fake.deployment_polls_until_done:
-                    state["properties"]["provisioningState"] = fake.deployment_outcome
+            self._advance_deployment(state)
             return self._send(200, self._public(state))
         if method == "DELETE":
             del fake.deployments[name]
             fake.deleted_deployments.append(name)
             return self._send(200)
         return self._error(405, "MethodNotAllowed", method)
+
+    def _advance_deployment(self, state: dict[str, Any]) -> None:
+        if state["properties"]["provisioningState"] == "Creating":
+            state["_polls"] += 1
+            if state["_polls"] >= self.fake.deployment_polls_until_done:
+                state["properties"]["provisioningState"] = self.fake.deployment_outcome
 
     @staticmethod
     def _public(state: dict[str, Any]) -> dict[str, Any]:

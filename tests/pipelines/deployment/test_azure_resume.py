@@ -25,14 +25,6 @@ import mlflow
 import pandas as pd
 import pytest
 
-from llm_finetuning.azure_openai import AzureCredentials
-from llm_finetuning.pipelines.deployment.nodes import (
-    AZURE_OPENAI,
-    PREVIOUS_JOB,
-    is_skipped,
-    submit_fine_tuning_job,
-    wait_for_fine_tuning_job,
-)
 from tests.pipelines.deployment.fake_azure import FakeAzure
 
 DEMO_DATA = Path(__file__).resolve().parents[3] / "src" / "llm_finetuning" / "demo_data"
@@ -67,6 +59,7 @@ def write_review_splits(folder: Path) -> None:
 
 def credentials_environment(fake: FakeAzure) -> dict[str, str]:
     return {
+        **fake.trusting_environment(),
         "AZURE_OPENAI_ENDPOINT": fake.url,
         "AZURE_OPENAI_API_KEY": API_KEY,
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
@@ -87,16 +80,12 @@ def fake_azure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def run_azure(run_kedro: Callable[..., Any], fake: FakeAzure, **azure: Any) -> None:
     """Target B through Kedro in this process (``run_kedro``: tests/conftest.py)."""
-    block = {"dry_run": False, "deployment": {"management_endpoint": fake.url}}
-    block.update(azure)
+    block = {"deployment": {"management_endpoint": fake.url}, **azure}
     try:
         run_kedro(
             env="test",
-            pipeline_names=["deployment"],
-            tags=[AZURE_OPENAI],
-            runtime_params={
-                "deployment": {"targets": [AZURE_OPENAI], "azure_openai": block}
-            },
+            pipeline_names=["deployment_azure_openai"],
+            runtime_params={"deployment": {"azure_openai": block}},
         )
     finally:
         # kedro-mlflow leaves its run active after a session: a rerun in this process
@@ -211,30 +200,6 @@ def test_posts_that_took_effect_but_answered_500_leave_one_file_each_and_one_job
     assert read_json(tmp_path, METRICS)["n_examples"] == 12
 
 
-def test_a_skipped_or_dry_run_keeps_the_last_real_job_for_the_next_run():
-    real = {"dry_run": False, "job_id": "ftjob-0007", "status": "running"}
-    none = AzureCredentials()
-    skipped = submit_fine_tuning_job(
-        "", "", {"not_run": "not picked"}, real, credentials=none, azure_params={}
-    )
-    assert is_skipped(skipped) and skipped[PREVIOUS_JOB] == real
-    dry = submit_fine_tuning_job(
-        "{}\n",
-        "{}\n",
-        {"model": "gpt-4o-mini-2024-07-18"},
-        skipped,
-        credentials=none,
-        azure_params={"dry_run": True},
-    )
-    assert dry["dry_run"] and dry[PREVIOUS_JOB] == real
-    passed_on, results = wait_for_fine_tuning_job(dry, none, {"dry_run": True})
-    assert PREVIOUS_JOB not in passed_on and results == ""
-    first = submit_fine_tuning_job(
-        "", "", {"not_run": "not picked"}, {}, credentials=none, azure_params={}
-    )
-    assert PREVIOUS_JOB not in first
-
-
 # --- a real `kedro run`, killed from outside while it polls the job ------------------
 
 
@@ -252,17 +217,11 @@ def start_kedro_run(
     folder: Path, project_root: Path, fake: FakeAzure, log: Path
 ) -> subprocess.Popen:
     """``kedro run`` of target B in its own process group, logging to ``log``."""
-    params = ",".join(
-        [
-            f"deployment.targets=[{AZURE_OPENAI}]",
-            "deployment.azure_openai.dry_run=false",
-            f"deployment.azure_openai.deployment.management_endpoint={fake.url}",
-        ]
-    )
+    params = f"deployment.azure_openai.deployment.management_endpoint={fake.url}"
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AZURE_", "KEDRO_", "MLFLOW_"))
+        if not key.startswith(("AZURE_", "KEDRO_", "MLFLOW_", "SSL_", "REQUESTS_"))
     }
     environment.update(
         credentials_environment(fake),
@@ -277,7 +236,7 @@ def start_kedro_run(
     )
     command = [
         *(sys.executable, "-m", "kedro", "run", "--env", "test"),
-        *("--pipelines", "deployment", "--tags", AZURE_OPENAI),
+        *("--pipelines", "deployment_azure_openai"),
         *("--conf-source", str(project_root / "conf"), "--params", params),
     ]
     with log.open("w") as output:

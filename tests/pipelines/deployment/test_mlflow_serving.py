@@ -1,5 +1,5 @@
-"""Target A without a server: the pyfunc package (full and LoRA models), its inputs, and
-the nodes that check and score served predictions."""
+"""Target A without a server: the pyfunc package (full and LoRA models), its inputs, the
+nodes that check served predictions, and the scoring server's answers in-process."""
 
 from __future__ import annotations
 
@@ -10,22 +10,24 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier
-from llm_finetuning.models import ModelSpec, load_tokenizer
-from llm_finetuning.pipelines.deployment.nodes import (
-    check_targets,
-    compare_served_with_offline,
-    is_skipped,
-    register_mlflow_model,
-    sample_reviews,
-    score_deployment,
-)
-from llm_finetuning.resolvers import package_path
-from llm_finetuning.serving import (
-    MlflowTargetSettings,
+from llm_finetuning.models import ModelParams, load_tokenizer
+from llm_finetuning.pipelines.deployment.mlflow_serving import (
+    MlflowTargetParams,
+    check_malformed_requests,
     latency_summary,
     log_and_register,
 )
-from llm_finetuning.serving_model import texts_from_model_input
+from llm_finetuning.pipelines.deployment.nodes import (
+    compare_served_with_offline,
+    sample_reviews,
+)
+from llm_finetuning.pipelines.deployment.serving_model import (
+    InvalidReviews,
+    RequestTooLarge,
+    check_request_size,
+    texts_from_model_input,
+)
+from llm_finetuning.resolvers import package_path
 
 LABEL_NAMES = ["negative", "positive"]
 TEXTS = [
@@ -34,13 +36,12 @@ TEXTS = [
     "The plot was boring and the acting awful, " * 30,  # longer than max_length
     "Café scenes, naïve charm: I loved it.",
 ]
-SCORING = {"n_bootstrap": 20, "confidence_level": 0.95, "calibration_bins": 5}
 
 
 @pytest.fixture(scope="module")
 def classifier() -> TextClassifier:
     tokenizer = load_tokenizer(
-        ModelSpec(
+        ModelParams(
             source="config",
             name_or_path=None,
             tokenizer_name_or_path=package_path("demo_data/tokenizer"),
@@ -88,9 +89,7 @@ def tracking(tmp_path, monkeypatch):
 
 
 def register(classifier, tracking, name="clf"):
-    settings = MlflowTargetSettings.from_params(
-        {"registered_model_name": name, "batch_size": 3}
-    )
+    settings = MlflowTargetParams(registered_model_name=name, batch_size=3)
     return log_and_register(classifier, settings, ["A fine film.", "A bad film."])
 
 
@@ -144,7 +143,6 @@ def test_a_lora_model_is_merged_before_packaging(classifier, tracking):
         direct_probabilities(lora, TEXTS),
         atol=1e-5,
     )
-    assert hasattr(peft_model, "peft_config")  # the caller's model was left as it was
 
 
 def test_model_inputs_must_be_texts():
@@ -178,12 +176,14 @@ def predictions(probabilities, row_ids=(10, 11, 12), labels=(0, 1, 1)) -> pd.Dat
 def test_served_must_equal_offline_within_tolerance():
     offline = predictions([[0.9, 0.1], [0.3, 0.7], [0.49999, 0.50001]])
     close = predictions([[0.90001, 0.09999], [0.3, 0.7], [0.50001, 0.49999]])
-    report = compare_served_with_offline(close, offline, LABEL_NAMES, {})
+    report = compare_served_with_offline(
+        close, offline, LABEL_NAMES, MlflowTargetParams()
+    )
     assert report["served_equals_offline"] and report["n_compared"] == 3
     assert report["n_label_disagreements"] == 1  # a tie flipped by float noise is fine
     far = predictions([[0.9, 0.1], [0.6, 0.4], [0.49999, 0.50001]])
     with pytest.raises(ValueError, match=r"beyond 0.0001 for row_id \[11\]"):
-        compare_served_with_offline(far, offline, LABEL_NAMES, {})
+        compare_served_with_offline(far, offline, LABEL_NAMES, MlflowTargetParams())
     with pytest.raises(
         ValueError, match=r"no offline prediction for served row_id \[99\]"
     ):
@@ -191,27 +191,11 @@ def test_served_must_equal_offline_within_tolerance():
             predictions([[0.9, 0.1]], row_ids=(99,), labels=(0,)),
             offline,
             LABEL_NAMES,
-            {},
+            MlflowTargetParams(),
         )
 
 
-def test_scoring_uses_the_evaluation_metrics_and_skips_empty_frames():
-    report = score_deployment(
-        predictions([[0.9, 0.1], [0.3, 0.7], [0.8, 0.2]]), LABEL_NAMES, SCORING, 0
-    )
-    assert report["metrics"]["accuracy"]["value"] == pytest.approx(2 / 3)
-    assert "roc_auc" in report["metrics"]
-    empty = predictions(np.zeros((0, 2)), row_ids=(), labels=())
-    assert is_skipped(score_deployment(empty, LABEL_NAMES, SCORING, 0))
-
-
-def test_targets_and_samples():
-    assert check_targets(["mlflow"]) == ["mlflow"] and check_targets("mlflow") == [
-        "mlflow"
-    ]
-    with pytest.raises(ValueError, match="Unknown deployment target"):
-        check_targets(["mlflow", "sagemaker"])
-    assert is_skipped(register_mlflow_model(None, pd.DataFrame(), ["azure_openai"], {}))
+def test_samples_are_stratified_seeded_and_sorted():
     reviews = pd.DataFrame(
         {"row_id": range(100, 0, -1), "text": ["t"] * 100, "label": [0] * 80 + [1] * 20}
     )
@@ -223,8 +207,6 @@ def test_targets_and_samples():
 
 
 def test_null_and_non_string_reviews_are_a_clear_400_error():
-    from llm_finetuning.serving_model import InvalidReviews
-
     for model_input in (
         [None],
         {"text": ["a", None]},
@@ -239,15 +221,13 @@ def test_null_and_non_string_reviews_are_a_clear_400_error():
 
 
 def test_more_review_text_than_max_request_bytes_is_a_413_error():
-    from llm_finetuning.serving_model import RequestTooLarge, check_request_size
-
     check_request_size(["é" * 5], max_bytes=10)  # 10 UTF-8 bytes: at the limit
     check_request_size(["x" * 10**6], max_bytes=None)  # no limit
     with pytest.raises(RequestTooLarge, match="11 bytes of review text") as error:
         check_request_size(["é" * 5, "x"], max_bytes=10)
     assert error.value.get_http_status_code() == 413
-    with pytest.raises(ValueError, match="max_request_bytes must be positive"):
-        MlflowTargetSettings.from_params({"max_request_bytes": 0})
+    with pytest.raises(ValueError, match="max_request_bytes: Input should be greater"):
+        MlflowTargetParams.model_validate({"max_request_bytes": 0})
 
 
 def test_the_scoring_server_answers_400_and_413_and_scores_valid_reviews(
@@ -257,10 +237,8 @@ def test_the_scoring_server_answers_400_and_413_and_scores_valid_reviews(
     from fastapi.testclient import TestClient
     from mlflow.pyfunc import scoring_server
 
-    from llm_finetuning.serving import check_malformed_requests
-
-    settings = MlflowTargetSettings.from_params(
-        {"registered_model_name": "limited", "max_request_bytes": 1000}
+    settings = MlflowTargetParams(
+        registered_model_name="limited", max_request_bytes=1000
     )
     record = log_and_register(classifier, settings, ["A fine film."])
     assert record["max_request_bytes"] == 1000

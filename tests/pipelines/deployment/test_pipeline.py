@@ -1,9 +1,11 @@
-"""The ``deployment`` pipeline through Kedro and kedro-mlflow.
+"""The ``deployment`` pipelines through Kedro and kedro-mlflow.
 
-Target B runs against the fake Azure server (success, garbage answers, a failed job, a
-failed deployment, a dry run) with a recognisable fake key that must not leak. Target A
-(one test, about 30-40 s: ``mlflow models serve`` starts a real server) runs after
-data_processing, training and evaluation in the test env.
+``deployment_azure_openai`` runs against the fake Azure server (success, garbage
+answers, a failed job, a failed deployment, retries) with a recognisable fake key that
+must not leak; ``deployment_azure_openai_dry_run`` without credentials. Each target
+needs only its own inputs. ``deployment_mlflow`` (one test, about 30-40 s: ``mlflow
+models serve`` starts a real server) runs after data_processing, training and
+evaluation in the test env.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import mlflow
 import pandas as pd
 import pytest
 
-from llm_finetuning.pipelines.deployment.nodes import AZURE_OPENAI
 from tests.pipelines.deployment.fake_azure import FakeAzure
 
 DEMO_DATA = Path(__file__).resolve().parents[3] / "src" / "llm_finetuning" / "demo_data"
@@ -62,23 +63,23 @@ def fake_azure(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg-llm")
         monkeypatch.setenv("AZURE_OPENAI_ACCOUNT", "aoai-llm")
         monkeypatch.setenv("AZURE_MANAGEMENT_TOKEN", FAKE_TOKEN)
+        for name, value in fake.trusting_environment().items():
+            monkeypatch.setenv(name, value)
         yield fake
 
 
-def azure_params(fake: FakeAzure | None, **azure) -> dict:
-    """Runtime parameters: target B only, Resource Manager at the fake server."""
-    block = dict(azure)
-    if fake is not None:
-        block.setdefault("dry_run", False)
-        block["deployment"] = {"management_endpoint": fake.url}
-    return {"deployment": {"targets": [AZURE_OPENAI], "azure_openai": block}}
+def azure_params(fake: FakeAzure, **azure) -> dict:
+    """Runtime parameters: Resource Manager at the fake server."""
+    block = {**azure, "deployment": {"management_endpoint": fake.url}}
+    return {"deployment": {"azure_openai": block}}
 
 
-def run_azure(run_kedro, runtime_params: dict) -> None:
+def run_azure(
+    run_kedro, runtime_params: dict | None = None, pipeline: str = ""
+) -> None:
     run_kedro(
         env="test",
-        pipeline_names=["deployment"],
-        tags=[AZURE_OPENAI],
+        pipeline_names=[pipeline or "deployment_azure_openai"],
         runtime_params=runtime_params,
     )
 
@@ -148,6 +149,7 @@ def test_azure_flow_fine_tunes_deploys_scores_and_cleans_up_without_leaking_the_
     assert metrics["n_examples"] == 12 and metrics["n_invalid_predictions"] == 0
     assert 0 <= metrics["metrics"]["accuracy"]["value"] <= 1
     assert "roc_auc" in metrics["skipped"]  # labels only: no probabilities
+    assert (tmp_path / REPORTING / "azure_openai/confusion_matrix.png").is_file()
     cleanup = read_json(tmp_path, f"{REPORTING}/azure_openai_cleanup_report.json")
     assert cleanup["deployment_deleted"] is True
     assert fake_azure.deleted_deployments == ["imdb-sentiment-ft"]
@@ -256,13 +258,12 @@ def test_429_and_500_on_the_way_are_retried(
 def test_dry_run_writes_and_validates_the_files_and_request_without_calling_azure(
     run_kedro, review_splits, tmp_path, monkeypatch
 ):
-    for variable in (
-        "AZURE_OPENAI_ENDPOINT",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_USE_ENTRA_ID",
-    ):
+    for variable in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
         monkeypatch.delenv(variable, raising=False)
-    run_azure(run_kedro, azure_params(None))  # dry_run: auto, no credentials
+    record = tmp_path / "data/06_models/azure_openai/job_record.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"job_id": "ftjob-0007", "status": "running"}')
+    run_azure(run_kedro, pipeline="deployment_azure_openai_dry_run")
     folder = tmp_path / "data/05_model_input/azure_openai"
     lines = (folder / "validation.jsonl").read_text("utf-8").splitlines()
     assert (
@@ -280,50 +281,86 @@ def test_dry_run_writes_and_validates_the_files_and_request_without_calling_azur
     counts = report["files"]["train.jsonl"]["label_counts"]
     assert sum(counts.values()) == 20 and min(counts.values()) >= 8  # stratified
     assert report["estimate"]["trained_tokens"] > 0
-    job = read_json(tmp_path, "data/06_models/azure_openai/fine_tuning_job.json")
-    assert job["dry_run"] is True and job["request"] == request
-    assert "not_run" in read_json(tmp_path, f"{REPORTING}/azure_openai_metrics.json")
+    # Nothing after the request ran: the last real job stays recorded for a real run.
+    assert json.loads(record.read_text())["job_id"] == "ftjob-0007"
+    assert not (tmp_path / "data/06_models/azure_openai/fine_tuning_job.json").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert "deployment.azure_openai.estimated_training_cost_usd" in run.data.metrics
 
 
-def test_unknown_targets_are_rejected(run_kedro, review_splits):
-    with pytest.raises(ValueError, match=r"Unknown deployment target\(s\) \['azure'\]"):
-        run_kedro(
-            env="test",
-            pipeline_names=["deployment"],
-            tags=[AZURE_OPENAI],
-            runtime_params={"deployment": {"targets": ["azure"]}},
-        )
+def test_each_target_needs_only_its_own_inputs():
+    from kedro.framework.project import configure_project, pipelines
+
+    configure_project(
+        "llm_finetuning"
+    )  # forgets the pipelines an earlier run asked for
+    azure = pipelines["deployment_azure_openai"].inputs()
+    assert {
+        "train_reviews",
+        "validation_reviews",
+        "test_reviews",
+        "label_names",
+    } <= azure
+    assert not azure & {"fine_tuned_model", "test_predictions"}
+    mlflow_inputs = pipelines["deployment_mlflow"].inputs()
+    assert {"fine_tuned_model", "test_predictions"} <= mlflow_inputs
+    assert not any(name.startswith("azure_openai") for name in mlflow_inputs)
+    both = pipelines["deployment_mlflow"] + pipelines["deployment_azure_openai"]
+    assert {n.name for n in pipelines["deployment"].nodes} == {
+        n.name for n in both.nodes
+    }
+    # The default runs offline: the MLflow target and the Azure dry run.
+    default = {node.name for node in pipelines["__default__"].nodes}
+    assert "build_fine_tuning_request" in default and "register_mlflow_model" in default
+    assert "submit_fine_tuning_job" not in default
+    # Deployed models are scored by the evaluation's scoring pipeline, namespaced.
+    assert "azure_openai.score_test_predictions" in {
+        n.name for n in pipelines["deployment_azure_openai"].nodes
+    }
+
+
+def test_the_real_target_without_credentials_names_what_to_set(
+    run_kedro, review_splits, monkeypatch
+):
+    for variable in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ValueError, match="AZURE_OPENAI_ENDPOINT.*dry_run"):
+        run_azure(run_kedro)
 
 
 def test_base_and_demo_parameters_parse(project_root):
-    """Every env's deployment block builds the typed settings (no unknown keys)."""
+    """Every env's deployment blocks build the typed parameters (no unknown keys)."""
     from kedro.config import OmegaConfigLoader
 
-    from llm_finetuning.azure_openai import AzureOpenAISettings
-    from llm_finetuning.resolvers import package_path
-    from llm_finetuning.serving import MlflowTargetSettings
+    from llm_finetuning.pipelines.deployment.azure_openai.settings import (
+        AzureOpenAIParams,
+    )
+    from llm_finetuning.pipelines.deployment.mlflow_serving import MlflowTargetParams
+    from llm_finetuning.settings import CONFIG_LOADER_ARGS
 
-    for env in ("base", "demo", "test"):
+    for env in ("base", "demo", "test", "databricks"):
         loader = OmegaConfigLoader(
-            str(project_root / "conf"),
-            base_env="base",
-            default_run_env=env,
-            custom_resolvers={"package_path": package_path},
+            str(project_root / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": env}
         )
         block = loader["parameters"]["deployment"]
-        assert AzureOpenAISettings.from_params(block["azure_openai"]).examples.test > 0
+        assert AzureOpenAIParams.model_validate(block["azure_openai"]).examples.test > 0
         assert (
-            MlflowTargetSettings.from_params(block["mlflow"]).serve.host == "127.0.0.1"
+            MlflowTargetParams.model_validate(block["mlflow"]).serve.host == "127.0.0.1"
         )
 
 
 @pytest.mark.slow
 def test_mlflow_target_registers_serves_and_checks_the_model(run_kedro, tmp_path):
-    """All four pipelines in the test env; the served model must equal the offline one."""
+    """Three pipelines and target A in the test env; served must equal offline."""
     run_kedro(
         env="test",
-        pipeline_names=["data_processing", "training", "evaluation", "deployment"],
-        runtime_params={"deployment": {"targets": ["mlflow"]}},
+        pipeline_names=[
+            "data_processing",
+            "training",
+            "evaluation",
+            "deployment_mlflow",
+        ],
     )
     registered = read_json(
         tmp_path, "data/06_models/deployment/mlflow_registered_model.json"
@@ -370,9 +407,6 @@ def test_mlflow_target_registers_serves_and_checks_the_model(run_kedro, tmp_path
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert "deployment.mlflow.serving.latency_ms_p95" in run.data.metrics
     assert "deployment.mlflow.test.accuracy" in run.data.metrics
-    # Target B was not picked: its nodes ran but did nothing.
-    assert not (
-        tmp_path / "data/06_models/azure_openai/deployment.json"
-    ).exists() or "not_run" in read_json(
-        tmp_path, "data/06_models/azure_openai/deployment.json"
-    )
+    assert (tmp_path / REPORTING / "mlflow_serving/confusion_matrix.png").is_file()
+    # Target B did not run at all.
+    assert not (tmp_path / "data/05_model_input/azure_openai").exists()

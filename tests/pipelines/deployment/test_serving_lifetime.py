@@ -1,6 +1,6 @@
 """The model server ends with ``kedro run``, however that run ends.
 
-A real ``kedro run`` of target A (``--tags mlflow_serving``, test env) is started in its
+A real ``kedro run`` of target A (``--pipelines deployment_mlflow``, test env) is started in its
 own process group and killed from outside while its ``mlflow models serve`` answers
 ``/ping``: with SIGKILL (nothing in the run can react) and with SIGTERM. Afterwards no
 process of the server tree may be left and its port must be closed.
@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llm_finetuning.serving import free_port, port_is_open
+from llm_finetuning.pipelines.deployment.mlflow_serving import free_port, port_is_open
 
 pytestmark = [
     pytest.mark.slow,
@@ -148,9 +148,7 @@ def serving_run(trained_workdir: Path) -> Iterator[tuple[subprocess.Popen, int, 
         run = subprocess.Popen(
             kedro_command(
                 "--pipelines",
-                "deployment",
-                "--tags",
-                "mlflow_serving",
+                "deployment_mlflow",
                 "--params",
                 f"deployment.mlflow.serve.port={port}",
             ),

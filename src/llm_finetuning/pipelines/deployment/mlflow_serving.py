@@ -1,12 +1,12 @@
 """Target A: the fine-tuned open-weights model as a registered, served MLflow model.
 
 * :func:`log_and_register` logs the model as an MLflow pyfunc ("models from code":
-  :mod:`llm_finetuning.serving_model`) with explicit pip requirements, a signature and an
+  :mod:`~llm_finetuning.pipelines.deployment.serving_model`) with explicit pip requirements, a signature and an
   input example, and registers it (the sqlite registry locally, Unity Catalog on
   Databricks through ``mlflow.yml``'s registry URI).
 * :class:`ModelServer` runs ``mlflow models serve`` on 127.0.0.1 under a supervisor
   (:mod:`llm_finetuning.processes`), so the server and its workers end with this
-  process even when it is killed; it is also stopped on leaving its block.
+  process even when it is killed.
 * :func:`smoke_test_server` waits for health, checks malformed requests get a 4xx
   answer (400 for null or non-string reviews, 413 above ``max_request_bytes``), sends
   the test reviews to ``/invocations`` and measures latency and throughput.
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -24,10 +23,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import mlflow
@@ -36,11 +34,13 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from llm_finetuning.azure_openai import dataclass_from_params
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
+from llm_finetuning.models import LoraParams, model_for_saving
+from llm_finetuning.params import Params
+from llm_finetuning.pipelines.deployment.serving_model import DEFAULT_MAX_REQUEST_BYTES
 from llm_finetuning.processes import start_supervised, stop_supervised
-from llm_finetuning.serving_model import DEFAULT_MAX_REQUEST_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -58,32 +58,31 @@ SERVING_PACKAGES = (
 )
 
 
-@dataclass(frozen=True)
-class ServeSettings:
+class ServeParams(Params):
     """How the registered model is served and checked (``deployment.mlflow.serve``).
 
     Attributes:
         host: Interface to bind; the smoke test only ever talks to it.
         port: ``None`` picks a free port.
         workers: uvicorn workers (one is enough for a smoke test on a small machine).
-        startup_timeout_s: How long to wait for ``/ping`` to answer 200.
+        startup_timeout_s: How long to wait for ``/ping`` to answer 200 (about 20 s on
+            a 2-core machine).
         request_timeout_s: Timeout of one request.
         stop_timeout_s: How long SIGTERM may take before SIGKILL.
         request_batch_size: Reviews per ``/invocations`` request: latency is per request.
     """
 
     host: str = "127.0.0.1"
-    port: int | None = None
-    workers: int = 1
-    startup_timeout_s: float = 180.0
-    request_timeout_s: float = 60.0
-    stop_timeout_s: float = 20.0
-    request_batch_size: int = 1
+    port: PositiveInt | None = None
+    workers: PositiveInt = 1
+    startup_timeout_s: PositiveFloat = 180.0
+    request_timeout_s: PositiveFloat = 60.0
+    stop_timeout_s: PositiveFloat = 20.0
+    request_batch_size: PositiveInt = 1
 
 
-@dataclass(frozen=True)
-class MlflowTargetSettings:
-    """The ``deployment.mlflow`` parameters block.
+class MlflowTargetParams(Params):
+    """The ``deployment.mlflow`` block (docs/deployment.md, "Parameters").
 
     Attributes:
         registered_model_name: Registry name (``catalog.schema.model`` on Unity Catalog).
@@ -101,33 +100,17 @@ class MlflowTargetSettings:
             wherever the model is served. ``None``: no limit.
     """
 
+    key: ClassVar[str] = "deployment.mlflow"
+
     registered_model_name: str = "llm_finetuning_text_classifier"
     artifact_name: str = "text_classifier"
-    sample_size: int | None = 200
-    batch_size: int = 16
+    sample_size: PositiveInt | None = 200
+    batch_size: PositiveInt = 16
     pip_requirements: list[str] | None = None
-    probability_tolerance: float = 1e-4
+    probability_tolerance: float = Field(1e-4, ge=0)
     delete_model_version: bool = False
-    max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES
-    serve: ServeSettings = field(default_factory=ServeSettings)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None) -> MlflowTargetSettings:
-        settings = dataclass_from_params(cls, params, "deployment.mlflow")
-        if settings.sample_size is not None and settings.sample_size < 1:
-            raise ValueError(
-                f"deployment.mlflow.sample_size must be positive or null, not {settings.sample_size}"
-            )
-        if settings.serve.request_batch_size < 1:
-            raise ValueError(
-                "deployment.mlflow.serve.request_batch_size must be positive"
-            )
-        if settings.max_request_bytes is not None and settings.max_request_bytes < 1:
-            raise ValueError(
-                "deployment.mlflow.max_request_bytes must be positive or null, not "
-                f"{settings.max_request_bytes}"
-            )
-        return settings
+    max_request_bytes: PositiveInt | None = DEFAULT_MAX_REQUEST_BYTES
+    serve: ServeParams = ServeParams()
 
 
 # --- packaging ----------------------------------------------------------------------
@@ -139,20 +122,6 @@ def default_pip_requirements() -> list[str]:
         f"{name}=={importlib_metadata.version(name).split('+', 1)[0]}"
         for name in SERVING_PACKAGES
     ]
-
-
-def merged_classifier(classifier: TextClassifier) -> TextClassifier:
-    """``classifier`` with a LoRA adapter merged into its base weights (a copy).
-
-    An adapter folder needs its base model (often a Hub id) and peft wherever it is
-    served; merged weights serve anywhere transformers does, with the same outputs.
-    """
-    if not hasattr(classifier.model, "merge_and_unload"):
-        return classifier
-    model = copy.deepcopy(classifier.model).merge_and_unload()
-    return TextClassifier(
-        model=model, tokenizer=classifier.tokenizer, metadata=classifier.metadata
-    )
 
 
 def model_signature(label_names: Sequence[str]) -> ModelSignature:
@@ -171,7 +140,7 @@ def model_signature(label_names: Sequence[str]) -> ModelSignature:
 
 def log_and_register(
     classifier: TextClassifier,
-    settings: MlflowTargetSettings,
+    settings: MlflowTargetParams,
     input_example: Sequence[str],
 ) -> dict[str, Any]:
     """Log ``classifier`` as a pyfunc model in the active MLflow run and register it.
@@ -180,7 +149,13 @@ def log_and_register(
         The record of what was registered: name, version, ``models:/`` URI, run id,
         model id, pip requirements.
     """
-    classifier = merged_classifier(classifier)
+    # A LoRA adapter is merged into its base weights: the served folder is a plain
+    # model, which needs neither peft nor the base model's Hub id.
+    classifier = TextClassifier(
+        model=model_for_saving(classifier.model, LoraParams(merge_on_save=True)),
+        tokenizer=classifier.tokenizer,
+        metadata=classifier.metadata,
+    )
     label_names = classifier.label_names
     requirements = settings.pip_requirements or default_pip_requirements()
     max_length = int(classifier.tokenizer.model_max_length)
@@ -245,7 +220,7 @@ def port_is_open(host: str, port: int) -> bool:
 
 
 class ModelServer:
-    """``mlflow models serve`` under a supervisor, stopped on leaving the block.
+    """``mlflow models serve`` under a supervisor.
 
     The scoring server runs uvicorn in a child process, which a plain child process
     would leave running if this process were killed. The supervisor
@@ -257,7 +232,7 @@ class ModelServer:
     def __init__(
         self,
         model_uri: str,
-        settings: ServeSettings,
+        settings: ServeParams,
         *,
         tracking_uri: str,
         registry_uri: str | None,
@@ -345,13 +320,6 @@ class ModelServer:
             self.process.returncode,
         )
         return self.process.returncode
-
-    def __enter__(self) -> ModelServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 # Requests a robust server must refuse: (description, body, content type, expected
@@ -482,7 +450,7 @@ def latency_summary(
 def smoke_test_server(
     model_uri: str,
     texts: Sequence[str],
-    settings: MlflowTargetSettings,
+    settings: MlflowTargetParams,
     *,
     tracking_uri: str,
     registry_uri: str | None,

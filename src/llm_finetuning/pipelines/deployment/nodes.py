@@ -1,17 +1,13 @@
-"""Nodes of the ``deployment`` pipeline: two targets, each ending in a smoke test, a
-score by the evaluation pipeline's metrics and a clean-up.
+"""Nodes of the ``deployment`` pipelines: two targets, each ending in a smoke test, a
+score by the evaluation pipeline's scoring pipeline (wired in ``pipeline``) and a
+clean-up.
 
-* ``mlflow``: register the fine-tuned model as an MLflow pyfunc model, serve it on
-  127.0.0.1, check served == offline predictions, measure latency, stop the server.
-* ``azure_openai``: export and validate chat-format JSONL, fine-tune a hosted model
-  through Azure OpenAI, deploy it through Azure Resource Manager, score it, delete the
-  deployment. A dry run stops after the files and the job request.
-
-``deployment.targets`` picks the targets. Kedro builds pipelines without parameters, so
-the nodes of a target that is not picked run but do nothing: they return a record
-``{"not_run": <reason>}`` (an empty frame for predictions) that the next nodes pass on.
-Each target's nodes are also tagged (``mlflow_serving``, ``azure_openai``), so
-``kedro run --pipeline deployment --tags azure_openai`` runs one target alone.
+* ``deployment_mlflow``: register the fine-tuned model as an MLflow pyfunc model, serve
+  it on 127.0.0.1, check served == offline predictions, measure latency, stop the server.
+* ``deployment_azure_openai``: export and validate chat-format JSONL, fine-tune a hosted
+  model through Azure OpenAI, deploy it through Azure Resource Manager, predict the test
+  sample, delete the deployment. Its first three nodes, which call nothing in Azure, are
+  also the ``deployment_azure_openai_dry_run`` pipeline.
 """
 
 from __future__ import annotations
@@ -24,22 +20,6 @@ import mlflow
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from llm_finetuning.azure_openai import (
-    INVALID_LABEL,
-    JOB_FAILED_STATUSES,
-    AzureCredentials,
-    AzureOpenAIService,
-    AzureOpenAISettings,
-    FineTuningJobFailed,
-    chat_examples,
-    fine_tuning_job_request,
-    identity_changes,
-    job_identity,
-    parse_label_word,
-    to_jsonl,
-    upload_filename,
-    validate_chat_jsonl,
-)
 from llm_finetuning.datasets import TextClassifier
 from llm_finetuning.metrics import (
     LABEL,
@@ -49,9 +29,40 @@ from llm_finetuning.metrics import (
     predictions_frame,
     probability_columns,
 )
-from llm_finetuning.pipelines.evaluation.nodes import score_classifier
-from llm_finetuning.serving import (
-    MlflowTargetSettings,
+from llm_finetuning.pipelines.deployment.azure_openai.chat_files import (
+    INVALID_LABEL,
+    chat_examples,
+    fine_tuning_job_request,
+    parse_label_word,
+    to_jsonl,
+    validate_chat_jsonl,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.control_plane import (
+    AzureDeployments,
+    deployment_record,
+    management_client,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.credentials import (
+    AzureCredentials,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.data_plane import (
+    JOB_FAILED_STATUSES,
+    AzureOpenAIDataPlane,
+    openai_client,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.job_record import (
+    identity_changes,
+    job_identity,
+    upload_filename,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.settings import (
+    AzureOpenAIParams,
+)
+from llm_finetuning.pipelines.deployment.azure_openai.waiting import (
+    FineTuningJobFailed,
+)
+from llm_finetuning.pipelines.deployment.mlflow_serving import (
+    MlflowTargetParams,
     log_and_register,
     port_is_open,
     smoke_test_server,
@@ -59,37 +70,7 @@ from llm_finetuning.serving import (
 
 logger = logging.getLogger(__name__)
 
-MLFLOW = "mlflow"
-AZURE_OPENAI = "azure_openai"
-TARGETS = (MLFLOW, AZURE_OPENAI)
-# Not "skipped": score_predictions reports use that key for metrics it left out.
-SKIPPED = "not_run"
 INPUT_EXAMPLE_CHARS = 300
-
-
-def check_targets(targets: Sequence[str]) -> list[str]:
-    """The deployment targets, rejecting unknown names."""
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
-        raise ValueError(
-            f"Unknown deployment target(s) {unknown} in deployment.targets; "
-            f"choose from {list(TARGETS)}"
-        )
-    return targets
-
-
-def _skipped(reason: str) -> dict[str, Any]:
-    return {SKIPPED: reason}
-
-
-def _not_picked(target: str) -> dict[str, Any]:
-    return _skipped(f"'{target}' is not in deployment.targets")
-
-
-def is_skipped(record: Any) -> bool:
-    """Whether an upstream node of this target did nothing (see the module docstring)."""
-    return isinstance(record, dict) and SKIPPED in record
 
 
 def sample_reviews(reviews: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
@@ -110,48 +91,40 @@ def sample_reviews(reviews: pd.DataFrame, size: int | None, seed: int) -> pd.Dat
     return sample.sort_values(ROW_ID).reset_index(drop=True)
 
 
-def _empty_predictions(
-    label_names: Sequence[str], extra: Sequence[str] = ()
-) -> pd.DataFrame:
-    """A predictions frame without rows, for a target that did not run."""
-    frame = pd.DataFrame(
-        {c: pd.Series(dtype="int64") for c in (ROW_ID, LABEL, PREDICTED_LABEL)}
-    )
-    for column in extra:
-        frame[column] = pd.Series(dtype="object")
-    return frame
-
-
 # --- target A: MLflow model -----------------------------------------------------------
+
+
+def mlflow_test_sample(
+    test_reviews: pd.DataFrame, mlflow_params: MlflowTargetParams, seed: int
+) -> pd.DataFrame:
+    """The test reviews sent to the served model (``sample_size``; also what its
+    predictions are scored against)."""
+    return sample_reviews(test_reviews, mlflow_params.sample_size, seed)
 
 
 def register_mlflow_model(
     fine_tuned_model: TextClassifier,
     test_reviews: pd.DataFrame,
-    targets: list[str],
-    mlflow_params: dict[str, Any],
+    mlflow_params: MlflowTargetParams,
 ) -> dict[str, Any]:
     """Log the fine-tuned model as an MLflow pyfunc model and register it.
 
     Returns:
         ``registered_model_name``, ``version``, ``model_uri`` (``models:/name/version``),
-        ``run_id``, ``pip_requirements``, ...: what :mod:`llm_finetuning.serving` logged.
+        ``run_id``, ``pip_requirements``, ...: what
+        :func:`~llm_finetuning.pipelines.deployment.mlflow_serving.log_and_register` logged.
     """
-    if MLFLOW not in check_targets(targets):
-        return _not_picked(MLFLOW)
-    settings = MlflowTargetSettings.from_params(mlflow_params)
     examples = [text[:INPUT_EXAMPLE_CHARS] for text in test_reviews["text"].head(2)]
-    return log_and_register(fine_tuned_model, settings, examples)
+    return log_and_register(fine_tuned_model, mlflow_params, examples)
 
 
 def serve_mlflow_model(
     mlflow_model: dict[str, Any],
-    test_reviews: pd.DataFrame,
+    sample: pd.DataFrame,
     label_names: list[str],
-    mlflow_params: dict[str, Any],
-    seed: int,
+    mlflow_params: MlflowTargetParams,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Serve the registered model on 127.0.0.1 and send it the test reviews.
+    """Serve the registered model on 127.0.0.1 and send it the sampled test reviews.
 
     The server is stopped before the node returns, also when a check fails.
 
@@ -159,14 +132,10 @@ def serve_mlflow_model(
         The served predictions (``test_predictions`` schema, the sampled rows) and the
         serving report (startup time, malformed requests, latency p50/p95, throughput).
     """
-    if is_skipped(mlflow_model):
-        return _empty_predictions(label_names), mlflow_model
-    settings = MlflowTargetSettings.from_params(mlflow_params)
-    sample = sample_reviews(test_reviews, settings.sample_size, seed)
     served, report = smoke_test_server(
         mlflow_model["model_uri"],
         sample["text"].tolist(),
-        settings,
+        mlflow_params,
         tracking_uri=mlflow_model["tracking_uri"],
         registry_uri=mlflow_model.get("registry_uri"),
     )
@@ -207,7 +176,7 @@ def compare_served_with_offline(
     served_predictions: pd.DataFrame,
     test_predictions: pd.DataFrame,
     label_names: list[str],
-    mlflow_params: dict[str, Any],
+    mlflow_params: MlflowTargetParams,
 ) -> dict[str, Any]:
     """Check the served answers equal the evaluation pipeline's offline predictions.
 
@@ -218,9 +187,6 @@ def compare_served_with_offline(
     Raises:
         ValueError: naming the disagreeing ``row_id`` s.
     """
-    if served_predictions.empty:
-        return _not_picked(MLFLOW)
-    settings = MlflowTargetSettings.from_params(mlflow_params)
     columns = probability_columns(label_names)
     joined = served_predictions.merge(
         test_predictions[[ROW_ID, LABEL, PREDICTED_LABEL, *columns]],
@@ -245,7 +211,7 @@ def compare_served_with_offline(
     label_differs = (
         joined[f"{PREDICTED_LABEL}_served"] != joined[f"{PREDICTED_LABEL}_offline"]
     ).to_numpy()
-    tolerance = settings.probability_tolerance
+    tolerance = mlflow_params.probability_tolerance
     bad = (difference > tolerance) | (label_differs & (margin > tolerance))
     report = {
         "n_compared": len(joined),
@@ -271,16 +237,13 @@ def compare_served_with_offline(
 def clean_up_mlflow_serving(
     serving_report: dict[str, Any],
     mlflow_model: dict[str, Any],
-    deployment_metrics: dict[str, Any],
-    mlflow_params: dict[str, Any],
+    served_metrics: dict[str, Any],
+    mlflow_params: MlflowTargetParams,
 ) -> dict[str, Any]:
     """Confirm nothing is left serving; optionally delete the registered version.
 
-    ``deployment_metrics`` is an input only so that clean-up runs after scoring.
+    ``served_metrics`` is an input only so that clean-up runs after scoring.
     """
-    if is_skipped(mlflow_model):
-        return mlflow_model
-    settings = MlflowTargetSettings.from_params(mlflow_params)
     still_listening = port_is_open(serving_report["host"], serving_report["port"])
     if still_listening:
         raise RuntimeError(
@@ -288,7 +251,7 @@ def clean_up_mlflow_serving(
             "after the model server was stopped"
         )
     deleted_version = None
-    if settings.delete_model_version:
+    if mlflow_params.delete_model_version:
         mlflow.MlflowClient().delete_model_version(
             mlflow_model["registered_model_name"], mlflow_model["version"]
         )
@@ -312,13 +275,7 @@ def clean_up_mlflow_serving(
 # --- target B: Azure OpenAI -----------------------------------------------------------
 
 
-def _azure_settings(params: dict[str, Any]) -> AzureOpenAISettings:
-    return AzureOpenAISettings.from_params(params)
-
-
-def _label_words(
-    label_names: Sequence[str], settings: AzureOpenAISettings
-) -> list[str]:
+def _label_words(label_names: Sequence[str], settings: AzureOpenAIParams) -> list[str]:
     words = [settings.label_word(name) for name in label_names]
     if len({w.lower() for w in words}) != len(words):
         raise ValueError(
@@ -331,9 +288,7 @@ def export_fine_tuning_files(
     train_reviews: pd.DataFrame,
     validation_reviews: pd.DataFrame,
     label_names: list[str],
-    *,
-    targets: list[str],
-    azure_params: dict[str, Any],
+    azure_params: AzureOpenAIParams,
     seed: int,
 ) -> tuple[str, str]:
     """Chat-format JSONL for Azure OpenAI fine-tuning: train and validation files.
@@ -341,17 +296,14 @@ def export_fine_tuning_files(
     Each line is ``{"messages": [system prompt, review, label word]}``; the reviews are
     stratified samples of ``examples.train`` and ``examples.validation``.
     """
-    if AZURE_OPENAI not in check_targets(targets):
-        return "", ""
-    settings = _azure_settings(azure_params)
-    words = _label_words(label_names, settings)
+    words = _label_words(label_names, azure_params)
     files = []
     for reviews, size in (
-        (train_reviews, settings.examples.train),
-        (validation_reviews, settings.examples.validation),
+        (train_reviews, azure_params.examples.train),
+        (validation_reviews, azure_params.examples.validation),
     ):
         sample = sample_reviews(reviews, size, seed)
-        files.append(to_jsonl(chat_examples(sample, words, settings.system_prompt)))
+        files.append(to_jsonl(chat_examples(sample, words, azure_params.system_prompt)))
     return files[0], files[1]
 
 
@@ -359,19 +311,15 @@ def validate_fine_tuning_files(
     train_jsonl: str,
     validation_jsonl: str,
     label_names: list[str],
-    targets: list[str],
-    azure_params: dict[str, Any],
+    azure_params: AzureOpenAIParams,
 ) -> dict[str, Any]:
-    """Check the files before upload and estimate trained tokens and cost.
-
-    See :func:`llm_finetuning.azure_openai.validate_chat_jsonl`; raises listing every
-    problem.
-    """
-    if AZURE_OPENAI not in check_targets(targets):
-        return _not_picked(AZURE_OPENAI)
-    settings = _azure_settings(azure_params)
+    """Check the files before upload and estimate trained tokens and cost (see
+    :func:`~.azure_openai.chat_files.validate_chat_jsonl`; raises listing every problem)."""
     report = validate_chat_jsonl(
-        train_jsonl, validation_jsonl, _label_words(label_names, settings), settings
+        train_jsonl,
+        validation_jsonl,
+        _label_words(label_names, azure_params),
+        azure_params,
     )
     estimate = report["estimate"]
     logger.info(
@@ -387,22 +335,28 @@ def validate_fine_tuning_files(
 
 
 def build_fine_tuning_request(
-    validation_report: dict[str, Any], azure_params: dict[str, Any]
+    validation_report: dict[str, Any], azure_params: AzureOpenAIParams
 ) -> dict[str, Any]:
     """The fine-tuning job request (base model, hyperparameters, seed, suffix).
 
     The file ids are added once the files are uploaded. ``validation_report`` is an
     input so that no request is built for files that failed validation.
     """
-    if is_skipped(validation_report):
-        return validation_report
-    return fine_tuning_job_request(_azure_settings(azure_params).fine_tuning)
+    return fine_tuning_job_request(azure_params.fine_tuning)
 
 
-def _service(
-    credentials: AzureCredentials, settings: AzureOpenAISettings
-) -> AzureOpenAIService:
-    return AzureOpenAIService(credentials, settings)
+def _data_plane(
+    credentials: AzureCredentials, settings: AzureOpenAIParams
+) -> AzureOpenAIDataPlane:
+    return AzureOpenAIDataPlane(openai_client(credentials, settings), settings)
+
+
+def _deployments(
+    credentials: AzureCredentials, settings: AzureOpenAIParams
+) -> AzureDeployments:
+    return AzureDeployments(
+        management_client(credentials, settings), credentials, settings
+    )
 
 
 def _log_to_mlflow_run(tags: dict[str, Any]) -> None:
@@ -411,44 +365,26 @@ def _log_to_mlflow_run(tags: dict[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
-# The key under which a skipped or dry-run job record keeps the last real job's record,
-# so that the next real run can still resume that job.
-PREVIOUS_JOB = "previous_job"
-
-
-def _resumable_record(previous: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The record of the real job an earlier job record names, if any."""
-    if not previous:
-        return None
-    if (
-        previous.get("job_id")
-        and not previous.get("dry_run")
-        and not is_skipped(previous)
-    ):
+def _resumable_record(previous: dict[str, Any]) -> dict[str, Any] | None:
+    """The real job an earlier record names: the record itself, or the job a record
+    written by an older version (dry run) kept under ``previous_job``."""
+    if previous.get("job_id") and not previous.get("dry_run"):
         return previous
-    carried = previous.get(PREVIOUS_JOB)
+    carried = previous.get("previous_job")
     return carried if isinstance(carried, dict) and carried.get("job_id") else None
 
 
-def _keep_previous(
-    record: dict[str, Any], previous: dict[str, Any] | None
-) -> dict[str, Any]:
-    """``record`` (skipped or dry run) still naming the last real job, if there was one."""
-    resumable = _resumable_record(previous)
-    return {**record, PREVIOUS_JOB: resumable} if resumable else record
-
-
 def _resume(
-    service: AzureOpenAIService,
+    service: AzureOpenAIDataPlane,
     recorded: dict[str, Any] | None,
     identity: dict[str, Any],
-    settings: AzureOpenAISettings,
+    settings: AzureOpenAIParams,
 ) -> dict[str, Any] | None:
     """The recorded job's record when it can be picked up; else ``None``, logging why.
 
-    It can when ``resume_job`` is on, the request is unchanged (:func:`job_identity`:
-    endpoint, base model, hyperparameters, seed, suffix, both files' SHA-256) and the
-    service still has the job, not failed or cancelled.
+    It can when ``resume_job`` is on, the request is unchanged (endpoint, base model,
+    hyperparameters, seed, suffix, both files' SHA-256) and the service still has the
+    job, not failed or cancelled.
     """
     if recorded is None:
         return None
@@ -501,40 +437,30 @@ def submit_fine_tuning_job(
     previous_record: dict[str, Any],
     *,
     credentials: AzureCredentials,
-    azure_params: dict[str, Any],
+    azure_params: AzureOpenAIParams,
 ) -> dict[str, Any]:
     """Upload the files and create the fine-tuning job, unless it exists already.
 
-    The record this node returns (``azure_openai_job_record``) is saved by Kedro, atomically,
-    the moment the node returns: before the job is polled, so a run killed or failing
-    after this point leaves the billed job's id on disk. The next run reads it back as
-    ``previous_record`` (``azure_openai_previous_job_record``, the same file; ``{}``
-    before the first job) and picks the job up (:func:`_resume`). Without a usable
-    record, files already uploaded with the same content and a job the service holds
-    for the same files and request (not failed or cancelled) are used instead of new
-    ones; a request answered with a 5xx or a timeout is checked the same way before it
-    is sent again (see :meth:`AzureOpenAIService.upload_file`, ``create_job``).
+    The record this node returns (``azure_openai_job_record``) is saved by Kedro,
+    atomically, the moment the node returns: before the job is polled, so a run killed
+    or failing after this point leaves the billed job's id on disk. The next run reads
+    it back as ``previous_record`` (the same file; ``{}`` before the first job) and
+    picks the job up (:func:`_resume`). Without a usable record, files already uploaded
+    with the same content and a job the service holds for the same files and request
+    (not failed or cancelled) are used instead of new ones; a request answered with a
+    5xx or a timeout is checked the same way before it is sent again.
 
     Returns:
         ``job_id``, ``status``, ``origin`` (``created``, ``found on the service`` or
         ``job record``), the request with file ids, the file ids and the request's
         ``identity`` (what a rerun compares).
     """
-    if is_skipped(job_request):
-        return _keep_previous(job_request, previous_record)
-    settings = _azure_settings(azure_params)
-    if settings.is_dry_run(credentials):
-        logger.info(
-            "Azure OpenAI dry run: files and job request written, nothing sent "
-            "(set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY, or dry_run: false)"
-        )
-        dry = {"dry_run": True, "status": "not submitted", "request": job_request}
-        return _keep_previous(dry, previous_record)
-    service = _service(credentials, settings)
+    service = _data_plane(credentials, azure_params)
     identity = job_identity(
         job_request, train_jsonl, validation_jsonl, credentials.endpoint
     )
-    resumed = _resume(service, _resumable_record(previous_record), identity, settings)
+    recorded = _resumable_record(previous_record)
+    resumed = _resume(service, recorded, identity, azure_params)
     if resumed is not None:
         _log_to_mlflow_run({"azure_openai.job_id": resumed["job_id"]})
         return resumed
@@ -546,7 +472,7 @@ def submit_fine_tuning_job(
         content = text.encode("utf-8")
         file_ids[key] = service.upload_file(upload_filename(stem, content), content)
     request = {**job_request, **file_ids}
-    job, created = service.find_or_create_job(request, reuse=settings.resume_job)
+    job, created = service.find_or_create_job(request, reuse=azure_params.resume_job)
     _log_to_mlflow_run({"azure_openai.job_id": job.id})
     logger.info(
         "Fine-tuning job %s (status %s) goes to the job record before polling: a "
@@ -555,7 +481,6 @@ def submit_fine_tuning_job(
         job.status,
     )
     return {
-        "dry_run": False,
         "job_id": job.id,
         "status": job.status,
         "origin": "created" if created else "found on the service",
@@ -566,14 +491,10 @@ def submit_fine_tuning_job(
     }
 
 
-def _without_previous(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != PREVIOUS_JOB}
-
-
 def wait_for_fine_tuning_job(
     job_record: dict[str, Any],
     credentials: AzureCredentials,
-    azure_params: dict[str, Any],
+    azure_params: AzureOpenAIParams,
 ) -> tuple[dict[str, Any], str]:
     """Wait until the recorded job has succeeded; download its result file.
 
@@ -586,15 +507,12 @@ def wait_for_fine_tuning_job(
         FineTuningJobFailed: the job ended ``failed`` or ``cancelled`` (the message is
             the service's); the next run creates a new job.
     """
-    if is_skipped(job_record) or job_record.get("dry_run"):
-        return _without_previous(job_record), ""
-    settings = _azure_settings(azure_params)
-    service = _service(credentials, settings)
+    service = _data_plane(credentials, azure_params)
     job_id = job_record["job_id"]
     try:
         job, events = service.wait_for_job(job_id)
     except FineTuningJobFailed:
-        if settings.cleanup.delete_files:
+        if azure_params.cleanup.delete_files:
             for key in ("training_file", "validation_file"):
                 service.delete_file(job_record[key])
         raise
@@ -618,81 +536,71 @@ def wait_for_fine_tuning_job(
     return record, results
 
 
-def deploy_fine_tuned_model(
-    fine_tuning_job: dict[str, Any],
-    credentials: AzureCredentials,
-    azure_params: dict[str, Any],
-) -> dict[str, Any]:
-    """Deploy the fine-tuned model through Azure Resource Manager and wait for it.
-
-    A deployment that ends ``Failed`` is deleted (``cleanup.on_failure``) before the
-    error is raised: a failed deployment still occupies its name and quota.
-    """
-    if is_skipped(fine_tuning_job) or fine_tuning_job.get("dry_run"):
-        return fine_tuning_job
-    settings = _azure_settings(azure_params)
-    service = _service(credentials, settings)
-    try:
-        resource = service.deploy(fine_tuning_job["fine_tuned_model"])
-    except Exception:
-        if settings.cleanup.on_failure:
-            _delete_deployment_quietly(service)
-        raise
-    properties = resource.get("properties", {})
-    record = {
-        "dry_run": False,
-        "deployment": settings.deployment.name,
-        "model": fine_tuning_job["fine_tuned_model"],
-        "provisioning_state": properties.get("provisioningState"),
-        "sku": resource.get("sku"),
-        "resource_id": resource.get("id"),
-    }
-    _log_to_mlflow_run({"azure_openai.deployment": settings.deployment.name})
-    return record
-
-
-def _delete_deployment_quietly(service: AzureOpenAIService) -> None:
+def _delete_deployment_quietly(deployments: AzureDeployments) -> None:
     """Best-effort clean-up while another error is on its way up."""
     try:
-        service.delete_deployment()
+        deployments.delete()
     except Exception as error:  # noqa: BLE001 - the original error matters more
         logger.error(
             "Could not delete deployment %s after a failure (%s): delete it in the "
             "Azure portal, it is billed per hour",
-            service.settings.deployment.name,
+            deployments.settings.deployment.name,
             error,
         )
 
 
+def deploy_fine_tuned_model(
+    fine_tuning_job: dict[str, Any],
+    credentials: AzureCredentials,
+    azure_params: AzureOpenAIParams,
+) -> dict[str, Any]:
+    """Deploy the fine-tuned model through Azure Resource Manager and wait for it.
+
+    A deployment that fails is deleted (``cleanup.on_failure``) before the error is
+    raised: a failed deployment still occupies its name and quota.
+    """
+    deployments = _deployments(credentials, azure_params)
+    try:
+        resource = deployments.deploy(fine_tuning_job["fine_tuned_model"])
+    except Exception:
+        if azure_params.cleanup.on_failure:
+            _delete_deployment_quietly(deployments)
+        raise
+    _log_to_mlflow_run({"azure_openai.deployment": resource.name})
+    return deployment_record(resource)
+
+
+def azure_openai_test_sample(
+    test_reviews: pd.DataFrame, azure_params: AzureOpenAIParams, seed: int
+) -> pd.DataFrame:
+    """The test reviews the deployment is asked about (``examples.test``; also what its
+    answers are scored against)."""
+    return sample_reviews(test_reviews, azure_params.examples.test, seed)
+
+
 def predict_with_deployment(
     deployment: dict[str, Any],
-    test_reviews: pd.DataFrame,
+    sample: pd.DataFrame,
     label_names: list[str],
-    *,
     credentials: AzureCredentials,
-    azure_params: dict[str, Any],
-    seed: int,
+    azure_params: AzureOpenAIParams,
 ) -> pd.DataFrame:
     """Smoke-test the deployment with one review, then ask it about the test sample.
 
-    Each answer is parsed into a class id (:func:`~llm_finetuning.azure_openai.parse_label_word`);
+    Each answer is parsed into a class id (:func:`~.azure_openai.chat_files.parse_label_word`);
     an unparseable answer, or a prompt Azure's content filter refused, is
     ``predicted_label = -1`` and counts as an error in the score.
 
     Returns:
-        ``row_id, label, predicted_label, answer, error`` for ``examples.test`` reviews.
+        ``row_id, label, predicted_label, answer, error`` for the sampled reviews.
     """
-    if is_skipped(deployment) or deployment.get("dry_run"):
-        return _empty_predictions(label_names, ("answer", "error"))
-    settings = _azure_settings(azure_params)
-    words = _label_words(label_names, settings)
-    service = _service(credentials, settings)
+    words = _label_words(label_names, azure_params)
+    service = _data_plane(credentials, azure_params)
     name = deployment["deployment"]
-    sample = sample_reviews(test_reviews, settings.examples.test, seed)
     try:
         answers, errors = [], []
         for text in sample["text"]:
-            answer, error = service.complete(name, settings.system_prompt, text)
+            answer, error = service.complete(name, azure_params.system_prompt, text)
             if not answers:
                 # Smoke test: the first review shows the deployment answers at all
                 # (an HTTP error has raised by now).
@@ -700,8 +608,9 @@ def predict_with_deployment(
             answers.append(answer)
             errors.append(error)
     except Exception:
-        if settings.cleanup.on_failure and settings.cleanup.delete_deployment:
-            _delete_deployment_quietly(service)
+        cleanup = azure_params.cleanup
+        if cleanup.on_failure and cleanup.delete_deployment:
+            _delete_deployment_quietly(_deployments(credentials, azure_params))
         raise
     predicted = [parse_label_word(a, words) for a in answers]
     frame = predictions_frame(
@@ -724,28 +633,25 @@ def predict_with_deployment(
 def clean_up_azure_openai(
     deployment: dict[str, Any],
     fine_tuning_job: dict[str, Any],
-    deployment_metrics: dict[str, Any],
+    test_metrics: dict[str, Any],
     credentials: AzureCredentials,
-    azure_params: dict[str, Any],
+    azure_params: AzureOpenAIParams,
 ) -> dict[str, Any]:
     """Delete the deployment (billed per hour) and, if asked, the uploaded files.
 
-    ``deployment_metrics`` is an input only so that clean-up runs after scoring. After
-    a failed run, ``kedro run --pipeline deployment --nodes clean_up_azure_openai``
-    deletes what the saved records name.
+    ``test_metrics`` is an input only so that clean-up runs after scoring. After a
+    failed run, ``kedro run --pipelines deployment_azure_openai --nodes
+    clean_up_azure_openai`` deletes what the saved records name.
     """
-    if is_skipped(fine_tuning_job):
-        return fine_tuning_job
-    if fine_tuning_job.get("dry_run"):
-        return _skipped("dry run: nothing was created in Azure")
-    settings = _azure_settings(azure_params)
-    service = _service(credentials, settings)
     report: dict[str, Any] = {"deployment": None, "deleted_files": []}
-    if settings.cleanup.delete_deployment and not is_skipped(deployment):
-        name = deployment.get("deployment", settings.deployment.name)
+    if azure_params.cleanup.delete_deployment:
+        name = deployment["deployment"]
         report["deployment"] = name
-        report["deployment_deleted"] = service.delete_deployment(name)
-    if settings.cleanup.delete_files:
+        report["deployment_deleted"] = _deployments(credentials, azure_params).delete(
+            name
+        )
+    if azure_params.cleanup.delete_files:
+        service = _data_plane(credentials, azure_params)
         for key in ("training_file", "validation_file"):
             file_id = fine_tuning_job.get(key)
             if file_id and service.delete_file(file_id):
@@ -754,20 +660,7 @@ def clean_up_azure_openai(
     return report
 
 
-# --- both targets ---------------------------------------------------------------------
-
-
-def score_deployment(
-    predictions: pd.DataFrame,
-    label_names: list[str],
-    scoring: dict[str, Any],
-    seed: int,
-) -> dict[str, Any]:
-    """Score a deployed model's predictions exactly as the evaluation pipeline does
-    (:func:`llm_finetuning.pipelines.evaluation.nodes.score_classifier`)."""
-    if predictions.empty:
-        return _skipped("no predictions: target not picked or dry run")
-    return score_classifier(predictions, label_names, scoring, seed)
+# --- MLflow metrics of both targets -----------------------------------------------------
 
 
 def _for_mlflow(flat: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -779,30 +672,35 @@ def mlflow_target_metrics(
     serving_report: dict[str, Any], served_metrics: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
     """Startup time, latency p50/p95, throughput and test metrics of the served model."""
-    flat: dict[str, float] = {}
-    if not is_skipped(serving_report):
+    flat = {
+        f"serving.{key}": float(serving_report[key])
         for key in (
             "startup_s",
             "latency_ms_p50",
             "latency_ms_p95",
             "throughput_reviews_per_s",
-        ):
-            if serving_report.get(key) is not None:
-                flat[f"serving.{key}"] = float(serving_report[key])
-    if not is_skipped(served_metrics):
-        flat.update(flatten_metrics(served_metrics, "test"))
+        )
+        if serving_report.get(key) is not None
+    }
+    flat.update(flatten_metrics(served_metrics, "test"))
     return _for_mlflow(flat)
+
+
+def azure_openai_estimate_metrics(
+    validation_report: dict[str, Any],
+) -> dict[str, dict[str, float]]:
+    """The trained-token and cost estimate (known before anything is sent)."""
+    estimate = validation_report["estimate"]
+    return _for_mlflow(
+        {
+            "estimated_trained_tokens": float(estimate["trained_tokens"]),
+            "estimated_training_cost_usd": float(estimate["training_cost_usd"]),
+        }
+    )
 
 
 def azure_openai_target_metrics(
-    validation_report: dict[str, Any], test_metrics: dict[str, Any]
+    test_metrics: dict[str, Any],
 ) -> dict[str, dict[str, float]]:
-    """The trained-token and cost estimate and the deployment's test metrics."""
-    flat: dict[str, float] = {}
-    if not is_skipped(validation_report):
-        estimate = validation_report["estimate"]
-        flat["estimated_trained_tokens"] = float(estimate["trained_tokens"])
-        flat["estimated_training_cost_usd"] = float(estimate["training_cost_usd"])
-    if not is_skipped(test_metrics):
-        flat.update(flatten_metrics(test_metrics, "test"))
-    return _for_mlflow(flat)
+    """The deployment's test metrics."""
+    return _for_mlflow(flatten_metrics(test_metrics, "test"))

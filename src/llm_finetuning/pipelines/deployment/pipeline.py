@@ -1,16 +1,20 @@
-"""Wiring of the ``deployment`` pipeline (catalog: conf/base/catalog_deployment.yml).
+"""Wiring of the ``deployment`` pipelines (catalog: conf/base/catalog_deployment.yml).
 
-Target A (tag ``mlflow_serving``): register -> serve and smoke-test -> served ==
-offline -> score -> clean up. Target B (tag ``azure_openai``): export JSONL -> validate
--> job request -> submit the job (its record saved) -> wait for it -> deploy -> predict
--> score -> clean up.
-``deployment.targets`` picks which of them do something (see ``nodes``).
+``deployment_mlflow`` (tag ``mlflow_serving``): register -> serve and smoke-test ->
+served == offline -> score -> clean up. ``deployment_azure_openai`` (tag
+``azure_openai``): export JSONL -> validate -> job request (these three alone:
+``deployment_azure_openai_dry_run``) -> submit the job (its record saved) -> wait for it
+-> deploy -> predict -> score -> clean up. Each target scores its predictions with the
+evaluation pipeline's scoring pipeline under the target's namespace, and reads only its
+own inputs, so it runs alone; ``deployment`` is both.
 """
 
 from kedro.pipeline import Node, Pipeline
 
 from llm_finetuning.pipelines.deployment.nodes import (
+    azure_openai_estimate_metrics,
     azure_openai_target_metrics,
+    azure_openai_test_sample,
     build_fine_tuning_request,
     clean_up_azure_openai,
     clean_up_mlflow_serving,
@@ -18,19 +22,18 @@ from llm_finetuning.pipelines.deployment.nodes import (
     deploy_fine_tuned_model,
     export_fine_tuning_files,
     mlflow_target_metrics,
+    mlflow_test_sample,
     predict_with_deployment,
     register_mlflow_model,
-    score_deployment,
     serve_mlflow_model,
     submit_fine_tuning_job,
     validate_fine_tuning_files,
     wait_for_fine_tuning_job,
 )
+from llm_finetuning.pipelines.evaluation.pipeline import create_scoring_pipeline
 
-TARGETS = "params:deployment.targets"
 MLFLOW = "params:deployment.mlflow"
 AZURE = "params:deployment.azure_openai"
-SCORING = "params:evaluation.scoring"
 SEED = "params:runtime.seed"
 CREDENTIALS = "azure_openai_credentials"
 
@@ -38,24 +41,56 @@ MLFLOW_TAG = "mlflow_serving"
 AZURE_TAG = "azure_openai"
 
 
+def scoring_pipeline(
+    target: str, predictions: str, reviews: str, metrics: str
+) -> Pipeline:
+    """The evaluation's scoring pipeline on a target's ``predictions`` of the sampled
+    test ``reviews``, namespaced.
+
+    Writes ``metrics`` and ``<target>.confusion_matrix_plot``, ``<target>.roc_curve_plot``,
+    ...; the figures name the model after ``deployment.reports.<target>``.
+    """
+    return Pipeline(
+        create_scoring_pipeline(),
+        namespace=target,
+        inputs={
+            "test_predictions": predictions,
+            "test_reviews": reviews,
+            "label_names": "label_names",
+        },
+        outputs={"evaluation_metrics": metrics},
+        parameters={
+            "params:evaluation.scoring": "params:evaluation.scoring",
+            "params:runtime.seed": SEED,
+            "params:evaluation.report": f"params:deployment.reports.{target}",
+        },
+        tags=[target],
+    )
+
+
 def create_mlflow_pipeline() -> Pipeline:
     """Target A: the fine-tuned model registered, served on 127.0.0.1, checked, scored."""
-    return Pipeline(
+    serve = Pipeline(
         [
             Node(
                 register_mlflow_model,
-                inputs=["fine_tuned_model", "test_reviews", TARGETS, MLFLOW],
+                inputs=["fine_tuned_model", "test_reviews", MLFLOW],
                 outputs="mlflow_registered_model",
                 name="register_mlflow_model",
+            ),
+            Node(
+                mlflow_test_sample,
+                inputs=["test_reviews", MLFLOW, SEED],
+                outputs="mlflow_test_reviews",
+                name="sample_mlflow_test_reviews",
             ),
             Node(
                 serve_mlflow_model,
                 inputs=[
                     "mlflow_registered_model",
-                    "test_reviews",
+                    "mlflow_test_reviews",
                     "label_names",
                     MLFLOW,
-                    SEED,
                 ],
                 outputs=["mlflow_served_predictions", "mlflow_serving_report"],
                 name="serve_mlflow_model",
@@ -71,12 +106,11 @@ def create_mlflow_pipeline() -> Pipeline:
                 outputs="mlflow_served_vs_offline",
                 name="compare_served_with_offline",
             ),
-            Node(
-                score_deployment,
-                inputs=["mlflow_served_predictions", "label_names", SCORING, SEED],
-                outputs="mlflow_served_metrics",
-                name="score_mlflow_served_predictions",
-            ),
+        ],
+        tags=[MLFLOW_TAG],
+    )
+    finish = Pipeline(
+        [
             Node(
                 clean_up_mlflow_serving,
                 inputs=[
@@ -97,22 +131,32 @@ def create_mlflow_pipeline() -> Pipeline:
         ],
         tags=[MLFLOW_TAG],
     )
+    return (
+        serve
+        + scoring_pipeline(
+            MLFLOW_TAG,
+            "mlflow_served_predictions",
+            "mlflow_test_reviews",
+            "mlflow_served_metrics",
+        )
+        + finish
+    )
 
 
-def create_azure_openai_pipeline() -> Pipeline:
-    """Target B: hosted fine-tuning, deployment, scoring and clean-up in Azure OpenAI."""
+def create_azure_openai_dry_run_pipeline() -> Pipeline:
+    """Target B's offline part: the JSONL files, their validation and cost estimate, and
+    the job request; nothing is sent to Azure."""
     return Pipeline(
         [
             Node(
                 export_fine_tuning_files,
-                inputs={
-                    "train_reviews": "train_reviews",
-                    "validation_reviews": "validation_reviews",
-                    "label_names": "label_names",
-                    "targets": TARGETS,
-                    "azure_params": AZURE,
-                    "seed": SEED,
-                },
+                inputs=[
+                    "train_reviews",
+                    "validation_reviews",
+                    "label_names",
+                    AZURE,
+                    SEED,
+                ],
                 outputs=["azure_openai_train_jsonl", "azure_openai_validation_jsonl"],
                 name="export_fine_tuning_files",
             ),
@@ -122,11 +166,16 @@ def create_azure_openai_pipeline() -> Pipeline:
                     "azure_openai_train_jsonl",
                     "azure_openai_validation_jsonl",
                     "label_names",
-                    TARGETS,
                     AZURE,
                 ],
                 outputs="azure_openai_validation_report",
                 name="validate_fine_tuning_files",
+            ),
+            Node(
+                azure_openai_estimate_metrics,
+                inputs="azure_openai_validation_report",
+                outputs="azure_openai_estimate_mlflow_metrics",
+                name="log_azure_openai_estimate",
             ),
             Node(
                 build_fine_tuning_request,
@@ -134,6 +183,15 @@ def create_azure_openai_pipeline() -> Pipeline:
                 outputs="azure_openai_job_request",
                 name="build_fine_tuning_request",
             ),
+        ],
+        tags=[AZURE_TAG],
+    )
+
+
+def create_azure_openai_pipeline() -> Pipeline:
+    """Target B: hosted fine-tuning, deployment, scoring and clean-up in Azure OpenAI."""
+    fine_tune = Pipeline(
+        [
             Node(
                 submit_fine_tuning_job,
                 inputs={
@@ -165,24 +223,28 @@ def create_azure_openai_pipeline() -> Pipeline:
                 name="deploy_fine_tuned_model",
             ),
             Node(
+                azure_openai_test_sample,
+                inputs=["test_reviews", AZURE, SEED],
+                outputs="azure_openai_test_reviews",
+                name="sample_azure_openai_test_reviews",
+            ),
+            Node(
                 predict_with_deployment,
-                inputs={
-                    "deployment": "azure_openai_deployment",
-                    "test_reviews": "test_reviews",
-                    "label_names": "label_names",
-                    "credentials": CREDENTIALS,
-                    "azure_params": AZURE,
-                    "seed": SEED,
-                },
+                inputs=[
+                    "azure_openai_deployment",
+                    "azure_openai_test_reviews",
+                    "label_names",
+                    CREDENTIALS,
+                    AZURE,
+                ],
                 outputs="azure_openai_test_predictions",
                 name="predict_with_deployment",
             ),
-            Node(
-                score_deployment,
-                inputs=["azure_openai_test_predictions", "label_names", SCORING, SEED],
-                outputs="azure_openai_metrics",
-                name="score_azure_openai_predictions",
-            ),
+        ],
+        tags=[AZURE_TAG],
+    )
+    finish = Pipeline(
+        [
             Node(
                 clean_up_azure_openai,
                 inputs=[
@@ -197,15 +259,26 @@ def create_azure_openai_pipeline() -> Pipeline:
             ),
             Node(
                 azure_openai_target_metrics,
-                inputs=["azure_openai_validation_report", "azure_openai_metrics"],
+                inputs="azure_openai_metrics",
                 outputs="azure_openai_deployment_mlflow_metrics",
                 name="log_azure_openai_target_metrics",
             ),
         ],
         tags=[AZURE_TAG],
     )
+    return (
+        create_azure_openai_dry_run_pipeline()
+        + fine_tune
+        + scoring_pipeline(
+            AZURE_TAG,
+            "azure_openai_test_predictions",
+            "azure_openai_test_reviews",
+            "azure_openai_metrics",
+        )
+        + finish
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Both targets; ``deployment.targets`` picks which of them act."""
+    """Both targets (``deployment``)."""
     return create_mlflow_pipeline() + create_azure_openai_pipeline()
