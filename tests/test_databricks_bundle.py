@@ -23,6 +23,10 @@ JOBS = ["llm_finetuning", "llm_finetuning_scoring"]
 # Entries that are Unity Catalog tables on Databricks rather than files in the volume.
 TABLE_ENTRIES = {"texts_to_score", "scored_texts"}
 VARIABLE = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
+# Where `databricks bundle deploy` puts the bundle's files, conf/ among them.
+SYNCED_CONF = "${workspace.file_path}/conf"
+# The newest supported runtime (constraints/databricks-18-lts-ml.txt).
+DEFAULT_RUNTIME = "18.0.x-gpu-ml-scala2.13"
 
 
 def _load_bundle(root: Path) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -185,6 +189,59 @@ def test_every_task_runs_on_the_gpu_job_cluster_set_by_variables(
     assert {t["job_cluster_key"] for t in job["tasks"]} == {cluster["job_cluster_key"]}
 
 
+def test_the_default_runtime_is_the_newest_supported_one(
+    bundle: dict[str, Any], project_root: Path
+) -> None:
+    assert bundle["variables"]["spark_version"]["default"] == DEFAULT_RUNTIME
+    assert (project_root / "constraints" / "databricks-18-lts-ml.txt").is_file()
+
+
+def _synced(path: str, exclude: list[str]) -> bool:
+    """Whether the bundle syncs ``path`` (relative): git-tracked and not excluded."""
+    from fnmatch import fnmatch
+
+    return not any(fnmatch(path, pattern) for pattern in exclude)
+
+
+def test_the_bundle_syncs_the_conf_and_no_secrets(
+    bundle: dict[str, Any], project_root: Path
+) -> None:
+    """``bundle deploy`` uploads conf/base and conf/databricks, never conf/local."""
+    import subprocess
+
+    exclude = bundle["sync"]["exclude"]
+    tracked = subprocess.run(
+        ["git", "ls-files", "conf"],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for env in ("base", "databricks"):
+        files = [p for p in tracked if p.startswith(f"conf/{env}/")]
+        assert files, f"conf/{env} holds no tracked file"
+        assert all(_synced(p, exclude) for p in files), (env, exclude)
+    assert not _synced("conf/local/credentials.yml", exclude)
+    assert not _synced("conf/base/credentials.yml", exclude)
+    # git ignores them too, so the sync never sees them
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "conf/local/credentials.yml"],
+        check=False,
+        cwd=project_root,
+    )
+    assert ignored.returncode == 0
+
+
+def test_every_task_reads_the_synced_conf(bundle: dict[str, Any]) -> None:
+    """No task reads a conf archive copied by hand: all read the deployed conf/."""
+    for name, job_spec in bundle["resources"]["jobs"].items():
+        for task in job_spec["tasks"]:
+            arguments = task["python_wheel_task"]["parameters"]
+            assert arguments.count("--conf-source") == 1, (name, task["task_key"])
+            source = arguments[arguments.index("--conf-source") + 1]
+            assert source == SYNCED_CONF, (name, task["task_key"], source)
+
+
 def test_task_parameters_are_accepted_by_the_packaged_kedro_run(
     job: dict[str, Any], project_root: Path, tmp_path: Path
 ) -> None:
@@ -199,13 +256,9 @@ def test_task_parameters_are_accepted_by_the_packaged_kedro_run(
     for task in job["tasks"]:
         arguments = list(task["python_wheel_task"]["parameters"])
         position = arguments.index("--conf-source") + 1
-        conf_source = arguments[position]
-        assert re.fullmatch(
-            r"/Volumes/[^/]+/[^/]+/[^/]+/.+/conf-llm_finetuning\.tar\.gz", conf_source
-        ), conf_source
-        # kedro checks that the archive exists: stand one in for the volume's.
-        arguments[position] = str(tmp_path / "conf-llm_finetuning.tar.gz")
-        Path(arguments[position]).touch()
+        assert arguments[position] == SYNCED_CONF
+        # The synced folder is this repository's conf/ (kedro checks that it exists).
+        arguments[position] = str(project_root / "conf")
 
         context = run_command.make_context("llm-finetuning", arguments)
 
@@ -213,8 +266,7 @@ def test_task_parameters_are_accepted_by_the_packaged_kedro_run(
         names = context.params["pipelines"] or [context.params["pipeline"]]
         assert all(name.startswith(task["task_key"]) for name in names), names
         runtime = context.params["params"]
-        volume_root = "/".join(conf_source.split("/")[:5])
-        assert runtime["volume_root"] == volume_root
+        assert runtime["volume_root"] == VOLUME_ROOT
         assert runtime["mlflow_experiment"].startswith("/")
 
 
