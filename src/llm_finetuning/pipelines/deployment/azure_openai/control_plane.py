@@ -146,6 +146,11 @@ class AzureDeployments:
             and resource.properties.provisioning_state not in DEPLOYMENT_FAILED_STATES
         )
 
+    def _deploying(self, model: str) -> Deployment | None:
+        """The deployment if it deploys ``model``: what an unanswered PUT created."""
+        resource = self.get()
+        return resource if self._deploys(resource, model) else None
+
     def deploy(self, model: str) -> Deployment:
         """Create or update the deployment of ``model``; wait until it has succeeded.
 
@@ -183,7 +188,7 @@ class AzureDeployments:
             lambda: self.client.deployments.begin_create_or_update(
                 *self._where, d.name, body, polling=self._polling(), retry_total=0
             ),
-            lambda: self.get() if self._deploys(self.get(), model) else None,
+            lambda: self._deploying(model),
             f"creating deployment {d.name}",
             settings=self.settings.retry,
             sleep=self._sleep,

@@ -74,9 +74,9 @@ class AzureCredentials:
         values: dict[str, Any] = {}
         for name, variable in ENVIRONMENT_VARIABLES.items():
             value = configured.get(name)
-            values[name] = (
-                environment.get(variable) or None if value in (None, "") else value
-            )
+            if value in (None, ""):
+                value = environment.get(variable) or None
+            values[name] = value
         values["use_entra_id"] = str(values["use_entra_id"] or "").lower() in (
             "1",
             "true",
