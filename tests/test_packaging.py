@@ -198,7 +198,12 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
         cwd=workdir,
     )
     _run(
-        [*wheel_task, "--pipeline", "deployment", *conf, "--params", QUICK_DEPLOYMENT],
+        [
+            *wheel_task,
+            *("--pipelines", "deployment_mlflow,deployment_azure_openai_dry_run"),
+            *conf,
+            *("--params", QUICK_DEPLOYMENT),
+        ],
         cwd=workdir,
     )
 
