@@ -48,12 +48,14 @@ class ScoringModel:
     """A classifier ready to score, and how the output names it.
 
     ``location`` is where another process (a Spark worker) loads the same model: a
-    model folder or an MLflow model URI.
+    model folder or an MLflow model URI. ``runtime``, when set, runs the model instead
+    of torch (an :class:`~.onnx_runtime.OnnxClassifier`: ``scoring.runtime``).
     """
 
     classifier: TextClassifier
     identity: str
     location: str | None = None
+    runtime: Any = None
 
     @property
     def label_names(self) -> list[str]:
@@ -183,22 +185,25 @@ def score_batch(
         )
         if encoded.encodings is not None:  # fast tokenizers keep what was cut off
             truncated = sum(bool(e.overflowing) for e in encoded.encodings)
-        from datasets import Dataset
+        columns = {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "length": [len(ids) for ids in encoded["input_ids"]],
+        }
+        if model.runtime is not None:
+            probabilities[valid] = model.runtime.predict_probabilities(
+                columns, batch_size=batch_size
+            )
+        else:
+            from datasets import Dataset
 
-        features = Dataset.from_dict(
-            {
-                "input_ids": encoded["input_ids"],
-                "attention_mask": encoded["attention_mask"],
-                "length": [len(ids) for ids in encoded["input_ids"]],
-            }
-        )
-        probabilities[valid] = predict_probabilities(
-            model.classifier.model,
-            tokenizer,
-            features,
-            batch_size=batch_size,
-            device=device,
-        )
+            probabilities[valid] = predict_probabilities(
+                model.classifier.model,
+                tokenizer,
+                Dataset.from_dict(columns),
+                batch_size=batch_size,
+                device=device,
+            )
     is_valid = np.zeros(n, dtype=bool)
     is_valid[valid] = True
     predicted = np.full(n, -1, dtype=np.int64)
@@ -302,6 +307,8 @@ def score_locally(
         "max_length": max_length,
         "labels": model.label_names,
     }
+    if params.runtime != "torch":  # int8 probabilities differ: never mix the chunks
+        facts["runtime"] = params.runtime
     job = store.job(job_key(facts), facts)
     done = job.completed()
     if done:
@@ -346,6 +353,7 @@ def score_locally(
         "source": source.describe(),
         "model": model.identity,
         "engine": "local",
+        "runtime": params.runtime,
         "chunks": n_chunks,
         "chunks_resumed": len(done & set(range(n_chunks))),
         **stats,

@@ -1,8 +1,9 @@
 """Nodes of the ``scoring`` pipeline.
 
 One node: it picks the model (the catalog's ``fine_tuned_model`` or an MLflow model
-URI, ``scoring.model``) and the engine (``scoring.engine``), and returns the scored
-rows for the catalog to write atomically, with a small report. The engines live in
+URI, ``scoring.model``), the engine (``scoring.engine``) and, on the local engine,
+what runs the model (``scoring.runtime``: torch, or ONNX Runtime fp32 / int8), and
+returns the scored rows for the catalog to write atomically, with a small report. The engines live in
 :mod:`~llm_finetuning.pipelines.scoring.engine` (local: chunked, resumable) and
 :mod:`~llm_finetuning.pipelines.scoring.spark_engine`; they are imported when the node
 runs, so building the pipeline imports neither torch nor Spark.
@@ -42,6 +43,20 @@ def score_texts(
 
     spark_input = type(texts_to_score).__module__.startswith("pyspark")
     model = resolve_model(fine_tuned_model, scoring)
+    if scoring.runtime != "torch":
+        if scoring.engine == "spark":
+            raise ValueError(
+                f"scoring.runtime {scoring.runtime!r} is an option of the local engine; "
+                "the spark engine runs torch (set scoring.runtime to 'torch')"
+            )
+        from llm_finetuning.pipelines.scoring.onnx_runtime import OnnxClassifier
+
+        model.runtime = OnnxClassifier.from_classifier(
+            model.classifier,
+            scoring.onnx_cache_dir,
+            quantized=scoring.runtime == "onnx_int8",
+            num_threads=scoring.num_threads,
+        )
     if scoring.engine == "spark":
         from llm_finetuning.pipelines.scoring.spark_engine import score_with_spark
 

@@ -59,7 +59,14 @@ class ScoringParams(Params):
             chunk by length, so padding stays small).
         chunk_size: Rows per chunk: the unit of progress, memory and resume.
         device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
-        num_threads: Torch CPU threads; ``None`` keeps torch's default.
+        num_threads: Torch (or ONNX Runtime) CPU threads; ``None`` keeps the default.
+        runtime: What runs the model on the local engine: ``torch`` (default),
+            ``onnx`` (ONNX Runtime, fp32) or ``onnx_int8`` (ONNX Runtime with int8
+            weights: faster on CPU, labels can differ near the decision boundary;
+            docs/scoring.md gives the measured accuracy difference). The ONNX file is
+            exported on first use and cached (:mod:`.onnx_runtime`).
+        onnx_cache_dir: Where the exported ONNX models are cached, one folder per
+            model fingerprint (beside the model folder by default).
         progress_bar: Show a progress bar with reviews/s.
         spark: Settings of the Spark engine.
     """
@@ -74,6 +81,8 @@ class ScoringParams(Params):
     chunk_size: int = Field(default=4096, ge=1)
     device: str = "auto"
     num_threads: int | None = Field(default=None, ge=1)
+    runtime: Literal["torch", "onnx", "onnx_int8"] = "torch"
+    onnx_cache_dir: str = "data/06_models/onnx_cache"
     progress_bar: bool = True
     spark: SparkParams = Field(default_factory=SparkParams)
 
