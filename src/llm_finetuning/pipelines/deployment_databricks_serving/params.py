@@ -13,7 +13,6 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from llm_finetuning.params import Params
-from llm_finetuning.pipelines.evaluation.params import ReportParams
 
 # Model Serving endpoint names: letters, digits, dashes and underscores, at most 63.
 ENDPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -83,7 +82,6 @@ class DatabricksServingParams(Params):
             installed versions of what the model imports.
         predict_check: The check before serving.
         endpoint: The serving endpoint.
-        report: How figures name the served model.
     """
 
     key: ClassVar[str] = "deployment_databricks_serving"
@@ -98,7 +96,6 @@ class DatabricksServingParams(Params):
     pip_requirements: list[str] | None = None
     predict_check: PredictCheckParams = PredictCheckParams()
     endpoint: EndpointParams = EndpointParams()
-    report: ReportParams = ReportParams(model_name="fine-tuned model (Model Serving)")
 
     @field_validator("registered_model_name")
     @classmethod

@@ -85,7 +85,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         parameters={
             "params:evaluation.scoring": "params:evaluation.scoring",
             "params:runtime.seed": "params:runtime.seed",
-            "params:evaluation.report": f"{PARAMS}.report",
+            "params:evaluation.report": f"{PARAMS}_report",
         },
         tags=[TAG],
     )
