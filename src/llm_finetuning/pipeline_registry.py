@@ -5,8 +5,13 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Pipelines that call Azure: left out of the default, which runs offline.
-NEEDS_AZURE = ("deployment", "deployment_azure_openai")
+# Pipelines that need a cloud service and its credentials (Azure OpenAI, a Databricks
+# workspace): left out of the default, which runs offline.
+NEEDS_A_SERVICE = (
+    "deployment",
+    "deployment_azure_openai",
+    "deployment_databricks_serving",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,16 +19,17 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     The deployment targets are pipelines: ``deployment_mlflow``,
     ``deployment_azure_openai`` (and its offline part,
-    ``deployment_azure_openai_dry_run``), ``deployment`` both. The default is every
-    pipeline that works without Azure credentials: the MLflow target and the Azure dry
-    run stand in for ``deployment``.
+    ``deployment_azure_openai_dry_run``), ``deployment_databricks_serving``,
+    ``deployment`` the MLflow and Azure targets. The default is every pipeline that
+    works without a cloud service: the MLflow target and the Azure dry run stand in for
+    ``deployment``.
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(
         (
             p
             for name, p in pipelines.items()
-            if name not in (*NEEDS_AZURE, "__default__")
+            if name not in (*NEEDS_A_SERVICE, "__default__")
         ),
         Pipeline([]),
     )

@@ -314,6 +314,9 @@ def test_each_target_needs_only_its_own_inputs():
     default = {node.name for node in pipelines["__default__"].nodes}
     assert "build_fine_tuning_request" in default and "register_mlflow_model" in default
     assert "submit_fine_tuning_job" not in default
+    # Nor does it need a Databricks workspace.
+    databricks = {n.name for n in pipelines["deployment_databricks_serving"].nodes}
+    assert databricks and not databricks & default
     # Deployed models are scored by the evaluation's scoring pipeline, namespaced.
     assert "azure_openai.score_test_predictions" in {
         n.name for n in pipelines["deployment_azure_openai"].nodes
