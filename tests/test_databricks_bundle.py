@@ -17,7 +17,13 @@ import pytest
 import tomllib
 import yaml
 
-PIPELINE_ORDER = ["data_processing", "training", "evaluation", "deployment"]
+PIPELINE_ORDER = [
+    "data_processing",
+    "training",
+    "evaluation",
+    "deployment",
+    "deployment_databricks_serving",
+]
 # The training chain, and scoring on its own (run on demand or on a schedule).
 JOBS = ["llm_finetuning", "llm_finetuning_scoring"]
 # Entries that are Unity Catalog tables on Databricks rather than files in the volume.
