@@ -16,6 +16,7 @@ BENCHMARKS = (
     "tokenization",
     "training_throughput",
     "inference_throughput",
+    "scoring_throughput",
     "minilm_accuracy",
 )
 
