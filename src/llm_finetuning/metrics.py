@@ -46,13 +46,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    log_loss,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+
+# scikit-learn loads in the scoring functions, not with this module: the pipelines'
+# node modules import it, and building the pipelines stays fast.
 
 INVALID_LABEL = -1
 ROW_ID = "row_id"
@@ -428,6 +424,8 @@ def _probability_rows(
 
 def _roc_auc(labels: np.ndarray, probabilities: np.ndarray, weights=None) -> float:
     """Binary: AUC of the class-1 probability. More classes: macro one-vs-rest AUC."""
+    from sklearn.metrics import roc_auc_score
+
     n_classes = probabilities.shape[1]
     if n_classes == 2:
         return float(roc_auc_score(labels, probabilities[:, 1], sample_weight=weights))
@@ -489,6 +487,12 @@ def score_predictions(
 
     # Point estimates: scikit-learn. Invalid answers (-1) are not among `labels`, so
     # they are false negatives of their true class and nobody's false positive.
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
     accuracy = accuracy_score(labels, predicted)
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=class_ids, zero_division=0.0
@@ -602,6 +606,8 @@ def _probability_metrics(
     Every resample reweights those rows by how often the resample drew them; given the
     same resamples as the label metrics, all intervals come from the same resamples.
     """
+    from sklearn.metrics import log_loss
+
     n_examples = len(predictions)
     class_ids = list(range(len(names)))
     probabilities, labels, keep = _probability_rows(predictions, names)

@@ -16,19 +16,17 @@ import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from llm_finetuning.params import Params
+
+# torch and transformers load where a model is built, not when the params are: the
+# pipelines (and ``kedro registry list``) are built without them.
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +94,8 @@ def load_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
     EOS (the model pools the last non-pad token, so the choice does not leak into the
     prediction). The maximum length is set from ``spec`` so truncation always applies.
     """
+    from transformers import AutoTokenizer
+
     kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
     if spec.source == "gguf" and not spec.tokenizer_name_or_path:
         kwargs["gguf_file"] = spec.gguf_file
@@ -186,6 +186,9 @@ def _model_from_architecture(
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
     config = AutoConfig.for_model(model_type, **{**token_ids, **architecture, **labels})
     return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
 
@@ -203,6 +206,9 @@ def _pretrained_model(spec: ModelParams, labels: dict[str, Any]) -> PreTrainedMo
         if not gguf_path.is_file():
             raise ValueError(f"GGUF file '{gguf_path}' not found")
         kwargs["gguf_file"] = spec.gguf_file
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
     # A checkpoint that already has a head for another number of classes gets a new
     # head (transformers logs which weights were re-initialised).
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -219,6 +225,9 @@ def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
     transformers flags a model loaded from GGUF as quantized and ``Trainer`` refuses to
     fine-tune it; the weights themselves are already dequantised to float32.
     """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
     config = copy.deepcopy(model.config)
     for attribute in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attribute):
@@ -315,6 +324,8 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     An embedding is a table lookup, and its gradient a scatter into the rows used: it
     does no matmul work, so ``trainable_non_embedding`` leaves it out.
     """
+    import torch
+
     embedding_weights = {
         id(module.weight)
         for module in model.modules()

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from llm_finetuning.datasets._atomic import atomic_directory
+
+if TYPE_CHECKING:  # transformers loads in load(), not when the pipelines are built
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 METADATA_FILE = "llm_finetuning.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -73,6 +70,8 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             raise DatasetError(
                 f"No model folder at '{self._path}': config.json is missing"
             )
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         if (self._path / ADAPTER_CONFIG_FILE).is_file():
             from peft import AutoPeftModelForSequenceClassification
 

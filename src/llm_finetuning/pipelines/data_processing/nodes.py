@@ -16,25 +16,15 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasets import (
-    Dataset,
-    DatasetDict,
-    Features,
-    IterableDataset,
-    IterableDatasetDict,
-    List,
-    Value,
-)
-from sklearn.model_selection import train_test_split
-from transformers import PreTrainedTokenizerBase
 
 from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.pipelines.data_processing.encoding import decoding_hint
@@ -45,6 +35,16 @@ from llm_finetuning.pipelines.data_processing.params import (
     SourceParams,
     TokenizationParams,
 )
+
+# datasets, scikit-learn and transformers load in the nodes that use them, so building
+# the pipelines (``kedro registry list``, the start of every run) does not import them.
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict, Features
+    from transformers import PreTrainedTokenizerBase
+else:
+    # Kedro resolves node functions' type hints (typing.get_type_hints) to validate
+    # their ``params:`` inputs: these names must resolve without the imports.
+    Dataset = DatasetDict = Features = PreTrainedTokenizerBase = Any
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +69,37 @@ _CONTROL_CHARACTER = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 # Longest label value quoted in an error (a swapped column holds whole reviews).
 _LABEL_SHOWN = 40
 
-# Compact on disk and in memory: GPT-2 ids fit in int32 and the mask is all ones
-# (no padding), so int8 is enough. The training collator converts to int64 tensors.
-TOKENIZED_FEATURES = Features(
-    {
-        ROW_ID: Value("int64"),
-        "input_ids": List(Value("int32")),
-        "attention_mask": List(Value("int8")),
-        "labels": Value("int64"),
-        "length": Value("int32"),
-    }
-)
+
+def tokenized_features() -> Features:
+    """The tokenized splits' columns.
+
+    Compact on disk and in memory: GPT-2 ids fit in int32 and the mask is all ones
+    (no padding), so int8 is enough. The training collator converts to int64 tensors.
+    """
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            ROW_ID: Value("int64"),
+            "input_ids": List(Value("int32")),
+            "attention_mask": List(Value("int8")),
+            "labels": Value("int64"),
+            "length": Value("int32"),
+        }
+    )
+
+
+def _is_hf(value: Any, *names: str) -> bool:
+    """Whether ``value`` is one of the ``datasets`` classes ``names``.
+
+    Checked without importing datasets: an instance of its classes implies it is loaded.
+    """
+    module = sys.modules.get("datasets")
+    return module is not None and isinstance(
+        value, tuple(getattr(module, name) for name in names)
+    )
+
+
 # Token count before truncation: only for the summary, dropped before saving.
 _UNTRUNCATED = "untruncated_length"
 
@@ -132,14 +152,14 @@ def load_raw_splits(raw_reviews: Any, source: SourceParams) -> dict[str, RawSpli
 
 
 def _as_split_mapping(raw_reviews: Any, params: SourceParams) -> dict[str, Any]:
-    if isinstance(raw_reviews, IterableDatasetDict | IterableDataset):
+    if _is_hf(raw_reviews, "IterableDatasetDict", "IterableDataset"):
         raise DataValidationError(
             "raw_reviews is a streaming (iterable) dataset; load it without "
             "streaming=True so it can be deduplicated and sampled"
         )
     if isinstance(raw_reviews, Mapping):
         return {str(name): split for name, split in raw_reviews.items()}
-    if isinstance(raw_reviews, pd.DataFrame | Dataset):
+    if isinstance(raw_reviews, pd.DataFrame) or _is_hf(raw_reviews, "Dataset"):
         if params.test_split is not None:
             raise DataValidationError(
                 "raw_reviews is a single table, so it has no test split: set "
@@ -168,7 +188,7 @@ def _describe_loader(loader: Callable[[], Any], split: str) -> str:
 
 def _read_split(raw: Any, split: str, params: SourceParams) -> RawSplit:
     source = f"raw_reviews split '{split}'"
-    if callable(raw) and not isinstance(raw, pd.DataFrame | Dataset):
+    if callable(raw) and not (isinstance(raw, pd.DataFrame) or _is_hf(raw, "Dataset")):
         source = _describe_loader(raw, split)
         try:
             raw = raw()
@@ -185,7 +205,7 @@ def _read_split(raw: Any, split: str, params: SourceParams) -> RawSplit:
             raise DataValidationError(
                 message if hint is None else f"{message}\n{hint}"
             ) from exc
-    if isinstance(raw, Dataset):
+    if _is_hf(raw, "Dataset"):
         name = raw.info.dataset_name or raw.info.builder_name
         if name:
             source = f"{source} (Hugging Face dataset {name})"
@@ -552,6 +572,8 @@ def _stratified_take(
             f"data_processing.sampling asks for {size} {what} reviews but only "
             f"{len(frame)} are available after cleaning; use a smaller size or 'all'"
         )
+    from sklearn.model_selection import train_test_split
+
     try:
         taken, rest = train_test_split(
             frame, train_size=size, stratify=frame[LABEL], random_state=seed
@@ -618,6 +640,8 @@ def tokenize_splits(
             sum(with_lengths["length"]) / max(elapsed, 1e-9),
         )
     logger.info("Token lengths:\n%s", json.dumps(summary, indent=2))
+    from datasets import DatasetDict
+
     return DatasetDict(tokenized), summary
 
 
@@ -628,7 +652,9 @@ def _tokenize_frame(
     params: TokenizationParams,
     split: str,
 ) -> Dataset:
-    features = Features({**TOKENIZED_FEATURES, _UNTRUNCATED: Value("int32")})
+    from datasets import Dataset, Features, Value
+
+    features = Features({**tokenized_features(), _UNTRUNCATED: Value("int32")})
     if frame.empty:
         return Dataset.from_dict({name: [] for name in features}, features=features)
     reviews = Dataset.from_pandas(frame[[ROW_ID, TEXT, LABEL]], preserve_index=False)

@@ -25,26 +25,29 @@ import time
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
-from mlflow.types.schema import AnyType
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
+from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
 from llm_finetuning.models import LoraParams, model_for_saving
 from llm_finetuning.params import Params
-from llm_finetuning.pipelines.deployment.serving_model import DEFAULT_MAX_REQUEST_BYTES
 from llm_finetuning.processes import start_supervised, stop_supervised
+
+# MLflow loads in the functions that log and sign the model, so the deployment
+# pipelines are built without it.
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 logger = logging.getLogger(__name__)
 
 SERVING_MODEL_CODE = Path(__file__).with_name("serving_model.py")
+# serving_model.DEFAULT_MAX_REQUEST_BYTES (that file imports mlflow and torch, and runs
+# without this package): the limit a model logged without one is served with.
+DEFAULT_MAX_REQUEST_BYTES = 262_144
 TEXT_COLUMN = "text"
 # Requirements of the served model, pinned to the versions that logged it. A local
 # version suffix (torch's "+cpu") is dropped: no index serves it under that name.
@@ -131,6 +134,10 @@ def model_signature(label_names: Sequence[str]) -> ModelSignature:
     server casts ``{"inputs": [null]}`` and ``[123]`` to the texts ``"None"`` and
     ``"123"`` before the model sees them. The model checks the texts itself (HTTP 400).
     """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
     outputs = [ColSpec("long", "predicted_label"), ColSpec("string", "label_name")]
     outputs += [ColSpec("double", f"prob_{name}") for name in label_names]
     return ModelSignature(
@@ -149,6 +156,8 @@ def log_and_register(
         The record of what was registered: name, version, ``models:/`` URI, run id,
         model id, pip requirements.
     """
+    import mlflow
+
     # A LoRA adapter is merged into its base weights: the served folder is a plain
     # model, which needs neither peft nor the base model's Hub id.
     classifier = TextClassifier(

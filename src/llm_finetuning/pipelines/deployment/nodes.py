@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from llm_finetuning.datasets import TextClassifier
+from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import (
     LABEL,
     PREDICTED_LABEL,
@@ -37,18 +35,8 @@ from llm_finetuning.pipelines.deployment.azure_openai.chat_files import (
     to_jsonl,
     validate_chat_jsonl,
 )
-from llm_finetuning.pipelines.deployment.azure_openai.control_plane import (
-    AzureDeployments,
-    deployment_record,
-    management_client,
-)
 from llm_finetuning.pipelines.deployment.azure_openai.credentials import (
     AzureCredentials,
-)
-from llm_finetuning.pipelines.deployment.azure_openai.data_plane import (
-    JOB_FAILED_STATUSES,
-    AzureOpenAIDataPlane,
-    openai_client,
 )
 from llm_finetuning.pipelines.deployment.azure_openai.job_record import (
     identity_changes,
@@ -58,15 +46,23 @@ from llm_finetuning.pipelines.deployment.azure_openai.job_record import (
 from llm_finetuning.pipelines.deployment.azure_openai.settings import (
     AzureOpenAIParams,
 )
-from llm_finetuning.pipelines.deployment.azure_openai.waiting import (
-    FineTuningJobFailed,
-)
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
     MlflowTargetParams,
     log_and_register,
     port_is_open,
     smoke_test_server,
 )
+
+# MLflow, scikit-learn and the Azure and OpenAI SDKs (control_plane, data_plane,
+# waiting) load in the nodes that call them, so building the pipelines, and running
+# any other pipeline, does not import them.
+if TYPE_CHECKING:
+    from llm_finetuning.pipelines.deployment.azure_openai.control_plane import (
+        AzureDeployments,
+    )
+    from llm_finetuning.pipelines.deployment.azure_openai.data_plane import (
+        AzureOpenAIDataPlane,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +81,8 @@ def sample_reviews(reviews: pd.DataFrame, size: int | None, seed: int) -> pd.Dat
     else:
         counts = reviews[LABEL].value_counts()
         stratify = reviews[LABEL] if counts.min() >= 2 and size >= len(counts) else None
+        from sklearn.model_selection import train_test_split
+
         sample, _ = train_test_split(
             reviews, train_size=size, stratify=stratify, random_state=seed
         )
@@ -252,6 +250,8 @@ def clean_up_mlflow_serving(
         )
     deleted_version = None
     if mlflow_params.delete_model_version:
+        import mlflow
+
         mlflow.MlflowClient().delete_model_version(
             mlflow_model["registered_model_name"], mlflow_model["version"]
         )
@@ -348,12 +348,22 @@ def build_fine_tuning_request(
 def _data_plane(
     credentials: AzureCredentials, settings: AzureOpenAIParams
 ) -> AzureOpenAIDataPlane:
+    from llm_finetuning.pipelines.deployment.azure_openai.data_plane import (
+        AzureOpenAIDataPlane,
+        openai_client,
+    )
+
     return AzureOpenAIDataPlane(openai_client(credentials, settings), settings)
 
 
 def _deployments(
     credentials: AzureCredentials, settings: AzureOpenAIParams
 ) -> AzureDeployments:
+    from llm_finetuning.pipelines.deployment.azure_openai.control_plane import (
+        AzureDeployments,
+        management_client,
+    )
+
     return AzureDeployments(
         management_client(credentials, settings), credentials, settings
     )
@@ -361,6 +371,8 @@ def _deployments(
 
 def _log_to_mlflow_run(tags: dict[str, Any]) -> None:
     """Tag the run kedro-mlflow opened (nothing when no run is active)."""
+    import mlflow
+
     if mlflow.active_run() is not None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
@@ -415,6 +427,10 @@ def _resume(
             identity["endpoint"],
         )
         return None
+    from llm_finetuning.pipelines.deployment.azure_openai.data_plane import (
+        JOB_FAILED_STATUSES,
+    )
+
     if job.status in JOB_FAILED_STATUSES:
         logger.warning(
             "Fine-tuning job %s of the job record %s: creating a new job",
@@ -507,6 +523,10 @@ def wait_for_fine_tuning_job(
         FineTuningJobFailed: the job ended ``failed`` or ``cancelled`` (the message is
             the service's); the next run creates a new job.
     """
+    from llm_finetuning.pipelines.deployment.azure_openai.waiting import (
+        FineTuningJobFailed,
+    )
+
     service = _data_plane(credentials, azure_params)
     job_id = job_record["job_id"]
     try:
@@ -566,6 +586,10 @@ def deploy_fine_tuned_model(
         if azure_params.cleanup.on_failure:
             _delete_deployment_quietly(deployments)
         raise
+    from llm_finetuning.pipelines.deployment.azure_openai.control_plane import (
+        deployment_record,
+    )
+
     _log_to_mlflow_run({"azure_openai.deployment": resource.name})
     return deployment_record(resource)
 

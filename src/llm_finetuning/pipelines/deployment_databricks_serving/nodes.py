@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
+from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
 from llm_finetuning.metrics import (
     LABEL,
     PREDICTED_LABEL,
@@ -39,6 +37,9 @@ from llm_finetuning.pipelines.deployment_databricks_serving.params import (
     DatabricksServingParams,
 )
 
+# MLflow and scikit-learn load in the nodes that use them (and the Databricks SDK in
+# ``endpoints``' functions), so building the pipelines does not import them.
+
 logger = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_CHARS = 300
@@ -55,6 +56,8 @@ def register_uc_model(
         ``registered_model_name``, ``version``, ``alias``, ``model_uri``
         (``models:/<catalog>.<schema>.<model>@<alias>``), ``run_id``, requirements.
     """
+    import mlflow
+
     if serving.registry_uri:
         mlflow.set_registry_uri(serving.registry_uri)
     classifier = TextClassifier(
@@ -126,6 +129,8 @@ def sample_test_reviews(
         stratify = (
             test_reviews[LABEL] if counts.min() >= 2 and size >= len(counts) else None
         )
+        from sklearn.model_selection import train_test_split
+
         sample, _ = train_test_split(
             test_reviews, train_size=size, stratify=stratify, random_state=seed
         )
@@ -149,6 +154,8 @@ def check_with_mlflow_predict(
     if not check.enabled:
         logger.warning("mlflow.models.predict check skipped (predict_check.enabled)")
         return {"checked": False, "env_manager": check.env_manager}
+    import mlflow
+
     texts = sample["text"].head(check.n_examples).tolist()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llm_finetuning_predict_") as folder:

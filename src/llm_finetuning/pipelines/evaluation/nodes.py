@@ -12,15 +12,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasets import DatasetDict
-from matplotlib.figure import Figure
-from scipy.stats import binomtest
 
-from llm_finetuning.datasets import TextClassifier
+from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import (
     INVALID_LABEL,
     LABEL,
@@ -35,17 +32,23 @@ from llm_finetuning.metrics import (
     score_predictions,
     validate_predictions,
 )
-from llm_finetuning.pipelines.evaluation import baselines, plots
-from llm_finetuning.pipelines.evaluation.inference import (
-    check_classifier,
-    predict_probabilities,
-)
 from llm_finetuning.pipelines.evaluation.params import (
     InferenceParams,
     ReportParams,
     ScoringParams,
     TfidfLogRegParams,
 )
+
+# The model-facing helpers (inference: torch, transformers; baselines: scikit-learn;
+# plots: matplotlib) load in the nodes that use them, so building the pipelines does
+# not import those libraries.
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from matplotlib.figure import Figure
+else:
+    # Kedro resolves node functions' type hints (typing.get_type_hints) to validate
+    # their ``params:`` inputs: these names must resolve without the imports.
+    DatasetDict = Figure = Any
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,11 @@ def predict_test_set(
             f"tokenized_reviews['{TEST_SPLIT}'] lacks column(s) {sorted(missing)}; "
             f"it has {test.column_names}"
         )
+    from llm_finetuning.pipelines.evaluation.inference import (
+        check_classifier,
+        predict_probabilities,
+    )
+
     check_classifier(fine_tuned_model.model, fine_tuned_model.tokenizer, label_names)
     probabilities = predict_probabilities(
         fine_tuned_model.model,
@@ -152,6 +160,8 @@ def plot_confusion_matrix(
 ) -> Figure:
     """Confusion matrix (counts and row shares) from the metrics report."""
     config = ReportParams.model_validate(report)
+    from llm_finetuning.pipelines.evaluation import plots
+
     return plots.confusion_matrix_figure(
         evaluation_metrics, f"Confusion matrix: {config.model_name}"
     )
@@ -163,6 +173,8 @@ def plot_roc_curve(
     """ROC curve; a figure saying so when the classifier gave no probabilities."""
     config = ReportParams.model_validate(report)
     validate_predictions(predictions, label_names)
+    from llm_finetuning.pipelines.evaluation import plots
+
     return plots.roc_curve_figure(
         predictions, label_names, f"ROC curve: {config.model_name}"
     )
@@ -178,6 +190,8 @@ def plot_reliability_diagram(
     config = ReportParams.model_validate(report)
     bins = ScoringParams.model_validate(scoring).calibration_bins
     validate_predictions(predictions, label_names)
+    from llm_finetuning.pipelines.evaluation import plots
+
     return plots.reliability_figure(
         predictions, label_names, bins, f"Reliability: {config.model_name}"
     )
@@ -188,6 +202,8 @@ def _join_reviews(
 ) -> pd.DataFrame:
     """Predictions with their review text; the two must cover the same row_ids."""
     validate_predictions(predictions, label_names)
+    from llm_finetuning.pipelines.evaluation import baselines
+
     baselines.check_reviews(reviews, label_names, "test_reviews")
     joined = predictions.merge(
         reviews[[ROW_ID, "text", "label"]].rename(columns={"label": "review_label"}),
@@ -224,6 +240,8 @@ def accuracy_by_length(
     """Accuracy per review-length bucket (words; equal-count buckets) with 95% Wilson
     intervals. Invalid answers count as wrong. Length in words, not tokens, so every
     classifier (whatever its tokenizer) is bucketed the same way."""
+    from scipy.stats import binomtest
+
     config = ReportParams.model_validate(report)
     joined = _join_reviews(predictions, test_reviews, label_names)
     words = joined["text"].str.split().str.len().to_numpy()
@@ -259,6 +277,8 @@ def accuracy_by_length(
 def plot_accuracy_by_length(table: pd.DataFrame, report: ReportParams) -> Figure:
     """Bar chart of :func:`accuracy_by_length`."""
     config = ReportParams.model_validate(report)
+    from llm_finetuning.pipelines.evaluation import plots
+
     return plots.accuracy_by_length_figure(
         table, f"Accuracy by review length: {config.model_name}"
     )
@@ -320,6 +340,8 @@ def predict_majority_class(
     train_reviews: pd.DataFrame, test_reviews: pd.DataFrame, label_names: list[str]
 ) -> pd.DataFrame:
     """Majority-class baseline predictions on the test reviews (predictions frame)."""
+    from llm_finetuning.pipelines.evaluation import baselines
+
     return baselines.fit_and_predict(
         baselines.majority_class_classifier(), train_reviews, test_reviews, label_names
     )
@@ -333,6 +355,8 @@ def predict_tfidf_logreg(
     seed: int,
 ) -> pd.DataFrame:
     """TF-IDF + logistic regression baseline predictions on the test reviews."""
+    from llm_finetuning.pipelines.evaluation import baselines
+
     config = TfidfLogRegParams.model_validate(tfidf_logreg)
     return baselines.fit_and_predict(
         baselines.tfidf_logreg_classifier(config, seed),

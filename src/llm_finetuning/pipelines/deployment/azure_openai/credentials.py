@@ -13,10 +13,13 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import AccessToken, TokenCredential
 from kedro.io import AbstractDataset, DatasetError
+
+# azure-core loads when a credential is made, not when the pipelines are built.
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
 
 # Environment variables read by AzureCredentials.from_sources (credentials.yml keys
 # on the left). DefaultAzureCredential reads its own (AZURE_CLIENT_ID, ...).
@@ -101,14 +104,16 @@ class AzureCredentials:
             self.require("api_key", purpose="Calling Azure OpenAI with a key")
 
 
-class StaticTokenCredential(TokenCredential):
+class StaticTokenCredential:
     """A bearer token given as text (``AZURE_MANAGEMENT_TOKEN``) as an azure-core
-    credential."""
+    credential (``TokenCredential`` is a protocol: ``get_token`` is all it takes)."""
 
     def __init__(self, token: str) -> None:
         self._token = token
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
         return AccessToken(self._token, int(time.time()) + _STATIC_TOKEN_LIFETIME_S)
 
 
