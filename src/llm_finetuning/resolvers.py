@@ -1,6 +1,17 @@
-"""OmegaConf resolvers available in every configuration file."""
+"""OmegaConf resolvers available in every configuration file.
 
+:func:`register_resolvers` registers them through OmegaConf's current API
+(``register_resolver``); settings.py calls it when Kedro reads the settings, before any
+configuration is loaded. Kedro's ``custom_resolvers`` setting would register them with
+the deprecated ``register_new_resolver`` (one warning per resolver); it skips a name
+that is registered already.
+"""
+
+from collections.abc import Callable
 from importlib.resources import files
+from typing import Any
+
+from omegaconf import OmegaConf
 
 
 def package_path(relative: str) -> str:
@@ -28,3 +39,15 @@ def path_in(root: str | None, relative: str) -> str:
     if not root:
         return relative
     return f"{str(root).rstrip('/')}/{relative}"
+
+
+RESOLVERS: dict[str, Callable[..., Any]] = {
+    "package_path": package_path,
+    "path_in": path_in,
+}
+
+
+def register_resolvers() -> None:
+    """Register :data:`RESOLVERS` with OmegaConf (again, if they are already)."""
+    for name, resolver in RESOLVERS.items():
+        OmegaConf.register_resolver(name, resolver, replace=True)

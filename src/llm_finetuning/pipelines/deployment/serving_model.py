@@ -146,10 +146,15 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         id2label = self.model.config.id2label
         self.label_names = [str(id2label[i]) for i in range(len(id2label))]
 
+    # ``model_input: pd.DataFrame``: what the scoring server hands over (the
+    # signature's one ``text`` column). MLflow accepts this hint without inferring a
+    # signature from it (the explicit one applies) or converting direct calls, which
+    # may still pass a list, dict, Series or string. ``Any`` here made MLflow warn
+    # that the hint is unsupported and that signature inference failed.
     def predict(
         self,
         context: mlflow.pyfunc.PythonModelContext | None,
-        model_input: Any,
+        model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         texts = texts_from_model_input(model_input)
