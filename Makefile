@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install python-version demo run test lint bench viz package clean
+.PHONY: install python-version demo run test check-runtimes lint bench viz package clean
 
 $(BIN)/kedro: requirements-dev.txt pyproject.toml | python-version .telemetry
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The wheel against each supported Databricks runtime's package versions (constraints/):
+# pip resolves it in a fresh venv; minutes, so CI runs it beside the suite.
+check-runtimes: install
+	$(BIN)/python -m pytest -m runtimes tests/test_runtime_constraints.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -178,7 +178,7 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
 
     # As the issue spells it: the package's __main__.
     log = _run(
-        [str(fresh_python), "-m", PACKAGE, *conf, "--pipeline", "data_processing"],
+        [str(fresh_python), "-m", PACKAGE, *conf, "--pipelines", "data_processing"],
         cwd=workdir,
     )
     # Outside a project folder the logging is plain (rich breaks Databricks jobs).
@@ -188,13 +188,13 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
     # As a python_wheel_task calls it: the entry point, one task per pipeline.
     wheel_task = [str(fresh_python), "-c", WHEEL_TASK]
     log = _run(
-        [*wheel_task, "--pipeline", "training", *conf, "--params", QUICK_TRAINING],
+        [*wheel_task, "--pipelines", "training", *conf, "--params", QUICK_TRAINING],
         cwd=workdir,
     )
     imported_from = log.split("imported from ", 1)[1].splitlines()[0]
     assert imported_from.startswith(str(fresh_python.parent.parent)), imported_from
     _run(
-        [*wheel_task, "--pipeline", "evaluation", *conf, "--params", QUICK_EVALUATION],
+        [*wheel_task, "--pipelines", "evaluation", *conf, "--params", QUICK_EVALUATION],
         cwd=workdir,
     )
     _run(

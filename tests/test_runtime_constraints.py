@@ -241,6 +241,7 @@ def dry_run(
 
 
 @pytest.mark.slow
+@pytest.mark.runtimes
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("constraints", CONSTRAINTS, ids=lambda p: p.stem)
 def test_wheel_resolves_to_the_runtime_versions(
