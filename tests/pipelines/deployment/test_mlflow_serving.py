@@ -11,6 +11,7 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier
 from llm_finetuning.models import ModelParams, load_tokenizer
+from llm_finetuning.pipelines.deployment import mlflow_serving, serving_model
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
     MlflowTargetParams,
     check_malformed_requests,
@@ -276,3 +277,11 @@ def test_the_scoring_server_answers_400_and_413_and_scores_valid_reviews(
         ):
             response = client.post("/invocations", json=body)
             assert response.status_code == 400, (body, response.text)
+
+
+def test_the_request_limit_default_is_the_served_models():
+    """mlflow_serving keeps its own copy (serving_model imports mlflow and torch)."""
+    assert (
+        mlflow_serving.DEFAULT_MAX_REQUEST_BYTES
+        == serving_model.DEFAULT_MAX_REQUEST_BYTES
+    )
