@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from llm_finetuning.pipelines.deployment.mlflow_serving import free_port, port_is_open
+from tests.kedro_process import kedro_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,19 +55,6 @@ def kedro_command(*arguments: str) -> list[str]:
     ]
 
 
-def kedro_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        KEDRO_DISABLE_TELEMETRY="1",
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A working directory holding a trained and evaluated model (data/, mlflow.db)."""
@@ -74,7 +62,7 @@ def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run(
         kedro_command("--pipelines", "data_processing,training,evaluation"),
         cwd=workdir,
-        env=kedro_environment(),
+        env=kedro_env(),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -153,7 +141,7 @@ def serving_run(trained_workdir: Path) -> Iterator[tuple[subprocess.Popen, int, 
                 f"deployment.mlflow.serve.port={port}",
             ),
             cwd=trained_workdir,
-            env=kedro_environment(),
+            env=kedro_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
