@@ -3,6 +3,9 @@ nodes that check served predictions, and the scoring server's answers in-process
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,6 +131,7 @@ def test_a_lora_model_is_merged_before_packaging(classifier, tracking):
             r=4,
             lora_alpha=8,
             target_modules=["c_attn"],
+            fan_in_fan_out=True,  # GPT-2's Conv1D (else peft warns and sets it)
             init_lora_weights=False,
         ),
     ).eval()
@@ -285,3 +289,21 @@ def test_the_request_limit_default_is_the_served_models():
         mlflow_serving.DEFAULT_MAX_REQUEST_BYTES
         == serving_model.DEFAULT_MAX_REQUEST_BYTES
     )
+
+
+def test_mlflow_accepts_the_served_models_type_hints():
+    """Defining the pyfunc raises none of MLflow's type-hint warnings."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            f"import runpy; runpy.run_path({str(serving_model.__file__)!r})",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "type hint" not in result.stderr.lower(), result.stderr

@@ -55,7 +55,13 @@ def test_batched_probabilities_equal_unpadded_ones(
 def test_peft_lora_classifier_is_scored_through_its_head(classifier, tokenized_reviews):
     lora = get_peft_model(
         classifier.model,
-        LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["c_attn"]),
+        LoraConfig(
+            task_type="SEQ_CLS",
+            r=2,
+            lora_alpha=4,
+            target_modules=["c_attn"],
+            fan_in_fan_out=True,  # GPT-2's Conv1D (else peft warns and sets it)
+        ),
     )
     test = tokenized_reviews["test"]
     base = predict_probabilities(
