@@ -225,7 +225,8 @@ def score_predictions(
     """Score a predictions frame: metrics with bootstrap confidence intervals, as a JSON-able dict.
 
     Args:
-        predictions: A frame in the ``test_predictions`` schema (module docstring).
+        predictions: A frame in the ``test_predictions`` schema
+            (:mod:`llm_finetuning.predictions`).
         label_names: Class names; index = class id.
         n_bootstrap: Number of bootstrap resamples (at least 1).
         confidence_level: Coverage of the intervals, e.g. 0.95.
@@ -243,6 +244,57 @@ def score_predictions(
     """
     names = check_label_names(label_names)
     validate_predictions(predictions, names)
+    _check_settings(n_bootstrap, confidence_level, calibration_bins)
+    labels = predictions[LABEL].to_numpy(dtype=np.int64)
+    predicted = predictions[PREDICTED_LABEL].to_numpy(dtype=np.int64)
+    n_examples = len(labels)
+    invalid = predicted == INVALID_LABEL
+
+    counts = _confusion_counts(labels, predicted, len(names))
+    resampled_counts = _resampled_confusion_counts(
+        labels, predicted, len(names), _resamples(n_examples, n_bootstrap, seed)
+    )
+    report_metrics, per_class = _label_metrics(
+        labels, predicted, names, resampled_counts, confidence_level
+    )
+    skipped: dict[str, str] = dict.fromkeys(
+        _PROBABILITY_METRICS, "no probability columns: the classifier gave labels only"
+    )
+    n_with_probabilities = 0
+    if has_probabilities(predictions):
+        probability_metrics, skipped, n_with_probabilities = _probability_metrics(
+            predictions,
+            names,
+            _resamples(n_examples, n_bootstrap, seed),
+            confidence_level=confidence_level,
+            calibration_bins=calibration_bins,
+        )
+        report_metrics.update(probability_metrics)
+
+    return {
+        "label_names": names,
+        "n_examples": n_examples,
+        "n_invalid_predictions": int(invalid.sum()),
+        "invalid_prediction_rate": float(invalid.mean()),
+        "n_examples_with_probabilities": n_with_probabilities,
+        "bootstrap": {
+            "method": "percentile",
+            "n_resamples": n_bootstrap,
+            "confidence_level": confidence_level,
+            "seed": seed,
+        },
+        "metrics": report_metrics,
+        "per_class": per_class,
+        "confusion_matrix": _confusion_report(
+            counts, resampled_counts, names, confidence_level
+        ),
+        "skipped": skipped,
+    }
+
+
+def _check_settings(
+    n_bootstrap: int, confidence_level: float, calibration_bins: int
+) -> None:
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, not {n_bootstrap}")
     if not 0 < confidence_level < 1:
@@ -250,40 +302,56 @@ def score_predictions(
     if calibration_bins < 1:
         raise ValueError(f"calibration_bins must be at least 1, not {calibration_bins}")
 
-    n_classes = len(names)
-    labels = predictions[LABEL].to_numpy(dtype=np.int64)
-    predicted = predictions[PREDICTED_LABEL].to_numpy(dtype=np.int64)
-    n_examples = len(labels)
-    invalid = predicted == INVALID_LABEL
-    class_ids = list(range(n_classes))
 
-    # Point estimates: scikit-learn. Invalid answers (-1) are not among `labels`, so
-    # they are false negatives of their true class and nobody's false positive.
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
-    )
+def _confusion_counts(
+    labels: np.ndarray, predicted: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Counts by true class (rows) and predicted class, invalid answers last column."""
+    from sklearn.metrics import confusion_matrix
 
-    accuracy = accuracy_score(labels, predicted)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=class_ids, zero_division=0.0
-    )
-    counts = confusion_matrix(labels, predicted, labels=[*class_ids, INVALID_LABEL])
-    counts = counts[:n_classes, :]  # no true label is -1
+    class_ids = [*range(n_classes), INVALID_LABEL]
+    return confusion_matrix(labels, predicted, labels=class_ids)[:n_classes, :]
 
-    # Resampled confusion matrices: one bincount per resample over cell ids.
-    predicted_column = np.where(invalid, n_classes, predicted)
+
+def _resampled_confusion_counts(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    n_classes: int,
+    resamples: Iterator[np.ndarray],
+) -> np.ndarray:
+    """One confusion matrix per resample (``n_bootstrap, K, K + 1``): a bincount each."""
+    predicted_column = np.where(predicted == INVALID_LABEL, n_classes, predicted)
     cells = labels * (n_classes + 1) + predicted_column
-    resampled_counts = np.stack(
+    stacked = np.stack(
         [
             np.bincount(cells[idx], minlength=n_classes * (n_classes + 1))
-            for idx in _resamples(n_examples, n_bootstrap, seed)
+            for idx in resamples
         ]
-    ).reshape(n_bootstrap, n_classes, n_classes + 1)
-    resampled = _label_metrics_from_counts(resampled_counts)
+    )
+    return stacked.reshape(-1, n_classes, n_classes + 1)
 
-    report_metrics: dict[str, Any] = {
+
+def _label_metrics(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    names: list[str],
+    resampled_counts: np.ndarray,
+    confidence_level: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Accuracy and macro precision/recall/F1, and the per-class ones, with intervals.
+
+    Point estimates come from scikit-learn. Invalid answers (-1) are not among the
+    class ids, so they are false negatives of their true class and nobody's false
+    positive.
+    """
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=list(range(len(names))), zero_division=0.0
+    )
+    resampled = _label_metrics_from_counts(resampled_counts)
+    accuracy = accuracy_score(labels, predicted)
+    overall = {
         "accuracy": _interval(accuracy, resampled["accuracy"], confidence_level),
         "precision_macro": _interval(
             precision.mean(), resampled["precision_macro"], confidence_level
@@ -304,6 +372,17 @@ def score_predictions(
         }
         for k, name in enumerate(names)
     }
+    return overall, per_class
+
+
+def _confusion_report(
+    counts: np.ndarray,
+    resampled_counts: np.ndarray,
+    names: list[str],
+    confidence_level: float,
+) -> dict[str, Any]:
+    """Counts, invalid answers per true class, and row-normalised rates with intervals."""
+    n_classes = len(names)
     row_totals = counts.sum(axis=1, keepdims=True)
     resampled_totals = resampled_counts.sum(axis=2, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -319,49 +398,15 @@ def score_predictions(
         warnings.simplefilter("ignore", RuntimeWarning)
         rate_low = np.nanquantile(resampled_rates, tail, axis=0)
         rate_high = np.nanquantile(resampled_rates, 1 - tail, axis=0)
-
-    skipped: dict[str, str] = {}
-    n_with_probabilities = 0
-    if has_probabilities(predictions):
-        probability_metrics, skipped, n_with_probabilities = _probability_metrics(
-            predictions,
-            names,
-            _resamples(n_examples, n_bootstrap, seed),
-            confidence_level=confidence_level,
-            calibration_bins=calibration_bins,
-        )
-        report_metrics.update(probability_metrics)
-    else:
-        skipped = dict.fromkeys(
-            _PROBABILITY_METRICS,
-            "no probability columns: the classifier gave labels only",
-        )
-
     return {
-        "label_names": names,
-        "n_examples": n_examples,
-        "n_invalid_predictions": int(invalid.sum()),
-        "invalid_prediction_rate": float(invalid.mean()),
-        "n_examples_with_probabilities": n_with_probabilities,
-        "bootstrap": {
-            "method": "percentile",
-            "n_resamples": n_bootstrap,
-            "confidence_level": confidence_level,
-            "seed": seed,
+        "labels": names,
+        "counts": counts[:, :n_classes].tolist(),
+        "invalid_by_true_label": counts[:, n_classes].tolist(),
+        "rates": {
+            "value": _nan_to_none(rates),
+            "ci_low": _nan_to_none(rate_low),
+            "ci_high": _nan_to_none(rate_high),
         },
-        "metrics": report_metrics,
-        "per_class": per_class,
-        "confusion_matrix": {
-            "labels": names,
-            "counts": counts[:, :n_classes].tolist(),
-            "invalid_by_true_label": counts[:, n_classes].tolist(),
-            "rates": {
-                "value": _nan_to_none(rates),
-                "ci_low": _nan_to_none(rate_low),
-                "ci_high": _nan_to_none(rate_high),
-            },
-        },
-        "skipped": skipped,
     }
 
 
