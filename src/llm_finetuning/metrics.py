@@ -38,19 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_finetuning.predictions import (  # noqa: F401 - the contract, re-exported
+from llm_finetuning.predictions import (
     INVALID_LABEL,
     LABEL,
     PREDICTED_LABEL,
-    PROBABILITY_PREFIX,
-    PROBABILITY_SUM_TOLERANCE,
-    REQUIRED_COLUMNS,
     ROW_ID,
     PredictionsError,
     check_label_names,
     has_probabilities,
-    predictions_frame,
-    probability_column,
     probability_columns,
     shown,
     validate_predictions,

@@ -8,7 +8,6 @@ import pytest
 from kedro_datasets.matplotlib import MatplotlibDataset
 from matplotlib.figure import Figure
 
-from llm_finetuning.metrics import PredictionsError, predictions_frame
 from llm_finetuning.pipelines.evaluation.nodes import (
     accuracy_by_length,
     compare_models,
@@ -22,6 +21,10 @@ from llm_finetuning.pipelines.evaluation.nodes import (
     predict_majority_class,
     predict_tfidf_logreg,
     score_classifier,
+)
+from llm_finetuning.predictions import (
+    PredictionsError,
+    predictions_frame,
 )
 
 SCORING = {"n_bootstrap": 50}

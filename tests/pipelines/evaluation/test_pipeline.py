@@ -15,8 +15,8 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from matplotlib.figure import Figure
 
-from llm_finetuning.metrics import predictions_frame
 from llm_finetuning.pipelines.evaluation.pipeline import create_scoring_pipeline
+from llm_finetuning.predictions import predictions_frame
 
 REPORTS = {
     "evaluation_metrics": "evaluation_metrics.json",

@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from llm_finetuning.datasets.model_folder import TextClassifier
-from llm_finetuning.metrics import (
-    LABEL,
-    PREDICTED_LABEL,
-    ROW_ID,
-    flatten_metrics,
-    predictions_frame,
-    probability_columns,
-)
+from llm_finetuning.metrics import flatten_metrics
 from llm_finetuning.pipelines.deployment.azure_openai.chat_files import (
     INVALID_LABEL,
     chat_examples,
@@ -51,6 +44,13 @@ from llm_finetuning.pipelines.deployment.mlflow_serving import (
     log_and_register,
     port_is_open,
     smoke_test_server,
+)
+from llm_finetuning.predictions import (
+    LABEL,
+    PREDICTED_LABEL,
+    ROW_ID,
+    predictions_frame,
+    probability_columns,
 )
 
 # MLflow, scikit-learn and the Azure and OpenAI SDKs (control_plane, data_plane,

@@ -18,14 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
-from llm_finetuning.metrics import (
-    LABEL,
-    PREDICTED_LABEL,
-    ROW_ID,
-    flatten_metrics,
-    predictions_frame,
-    probability_columns,
-)
+from llm_finetuning.metrics import flatten_metrics
 from llm_finetuning.models import LoraParams, model_for_saving
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
     SERVING_MODEL_CODE,
@@ -35,6 +28,13 @@ from llm_finetuning.pipelines.deployment.mlflow_serving import (
 from llm_finetuning.pipelines.deployment_databricks_serving import endpoints
 from llm_finetuning.pipelines.deployment_databricks_serving.params import (
     DatabricksServingParams,
+)
+from llm_finetuning.predictions import (
+    LABEL,
+    PREDICTED_LABEL,
+    ROW_ID,
+    predictions_frame,
+    probability_columns,
 )
 
 # MLflow and scikit-learn load in the nodes that use them (and the Databricks SDK in

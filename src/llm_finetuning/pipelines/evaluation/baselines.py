@@ -16,8 +16,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from llm_finetuning.metrics import predictions_frame
 from llm_finetuning.pipelines.evaluation.params import TfidfLogRegParams
+from llm_finetuning.predictions import predictions_frame
 
 REVIEW_COLUMNS = ("row_id", "text", "label")
 

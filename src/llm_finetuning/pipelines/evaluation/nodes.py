@@ -19,24 +19,26 @@ import pandas as pd
 
 from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import (
-    INVALID_LABEL,
-    LABEL,
-    PREDICTED_LABEL,
-    ROW_ID,
-    PredictionsError,
     flatten_metrics,
-    has_probabilities,
     paired_bootstrap_difference,
-    predictions_frame,
-    probability_columns,
     score_predictions,
-    validate_predictions,
 )
 from llm_finetuning.pipelines.evaluation.params import (
     InferenceParams,
     ReportParams,
     ScoringParams,
     TfidfLogRegParams,
+)
+from llm_finetuning.predictions import (
+    INVALID_LABEL,
+    LABEL,
+    PREDICTED_LABEL,
+    ROW_ID,
+    PredictionsError,
+    has_probabilities,
+    predictions_frame,
+    probability_columns,
+    validate_predictions,
 )
 
 # The model-facing helpers (inference: torch, transformers; baselines: scikit-learn;

@@ -15,9 +15,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
-from llm_finetuning.metrics import (
+from llm_finetuning.metrics import calibration_table
+from llm_finetuning.predictions import (
     LABEL,
-    calibration_table,
     has_probabilities,
     probability_column,
 )
