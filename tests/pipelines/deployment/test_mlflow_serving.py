@@ -94,7 +94,9 @@ def tracking(tmp_path, monkeypatch):
 
 def register(classifier, tracking, name="clf"):
     settings = MlflowTargetParams(registered_model_name=name, batch_size=3)
-    return log_and_register(classifier, settings, ["A fine film.", "A bad film."])
+    return log_and_register(
+        classifier, settings, ["A fine film.", "A bad film."], max_length=32
+    )
 
 
 def test_registered_pyfunc_predicts_what_the_model_predicts(classifier, tracking):
@@ -245,7 +247,7 @@ def test_the_scoring_server_answers_400_and_413_and_scores_valid_reviews(
     settings = MlflowTargetParams(
         registered_model_name="limited", max_request_bytes=1000
     )
-    record = log_and_register(classifier, settings, ["A fine film."])
+    record = log_and_register(classifier, settings, ["A fine film."], max_length=32)
     assert record["max_request_bytes"] == 1000
     app = scoring_server.init(tracking.pyfunc.load_model(record["model_uri"]))
     with TestClient(app) as client:

@@ -149,8 +149,13 @@ def log_and_register(
     classifier: TextClassifier,
     settings: MlflowTargetParams,
     input_example: Sequence[str],
+    *,
+    max_length: int,
 ) -> dict[str, Any]:
     """Log ``classifier`` as a pyfunc model in the active MLflow run and register it.
+
+    ``max_length`` (``model.max_length``) is where the served model truncates, as
+    training and evaluation do.
 
     Returns:
         The record of what was registered: name, version, ``models:/`` URI, run id,
@@ -167,7 +172,6 @@ def log_and_register(
     )
     label_names = classifier.label_names
     requirements = settings.pip_requirements or default_pip_requirements()
-    max_length = int(classifier.tokenizer.model_max_length)
     # MLflow uploads the model from a local folder: stage the TextClassifier there
     # (the same layout training saved) for the duration of the call.
     with tempfile.TemporaryDirectory(prefix="llm_finetuning_model_") as staging:

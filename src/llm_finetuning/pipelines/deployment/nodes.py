@@ -20,6 +20,7 @@ import pandas as pd
 
 from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import flatten_metrics
+from llm_finetuning.models import ModelParams
 from llm_finetuning.pipelines.deployment.azure_openai.chat_files import (
     INVALID_LABEL,
     chat_examples,
@@ -104,6 +105,7 @@ def register_mlflow_model(
     fine_tuned_model: TextClassifier,
     test_reviews: pd.DataFrame,
     mlflow_params: MlflowTargetParams,
+    model: ModelParams,
 ) -> dict[str, Any]:
     """Log the fine-tuned model as an MLflow pyfunc model and register it.
 
@@ -113,7 +115,9 @@ def register_mlflow_model(
         :func:`~llm_finetuning.pipelines.deployment.mlflow_serving.log_and_register` logged.
     """
     examples = [text[:INPUT_EXAMPLE_CHARS] for text in test_reviews["text"].head(2)]
-    return log_and_register(fine_tuned_model, mlflow_params, examples)
+    return log_and_register(
+        fine_tuned_model, mlflow_params, examples, max_length=model.max_length
+    )
 
 
 def serve_mlflow_model(

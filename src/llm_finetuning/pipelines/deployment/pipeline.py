@@ -74,7 +74,7 @@ def create_mlflow_pipeline() -> Pipeline:
         [
             Node(
                 register_mlflow_model,
-                inputs=["fine_tuned_model", "test_reviews", MLFLOW],
+                inputs=["fine_tuned_model", "test_reviews", MLFLOW, "params:model"],
                 outputs="mlflow_registered_model",
                 name="register_mlflow_model",
             ),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
 from llm_finetuning.metrics import flatten_metrics
-from llm_finetuning.models import LoraParams, model_for_saving
+from llm_finetuning.models import LoraParams, ModelParams, model_for_saving
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
     SERVING_MODEL_CODE,
     default_pip_requirements,
@@ -49,6 +49,7 @@ def register_uc_model(
     fine_tuned_model: TextClassifier,
     test_reviews: pd.DataFrame,
     serving: DatabricksServingParams,
+    model: ModelParams,
 ) -> dict[str, Any]:
     """Log the model as an MLflow pyfunc, register it and point ``alias`` at it.
 
@@ -83,7 +84,7 @@ def register_uc_model(
                 artifacts={"model": str(folder)},
                 model_config={
                     "batch_size": serving.batch_size,
-                    "max_length": int(classifier.tokenizer.model_max_length),
+                    "max_length": model.max_length,
                     "max_request_bytes": serving.max_request_bytes,
                 },
                 pip_requirements=requirements,

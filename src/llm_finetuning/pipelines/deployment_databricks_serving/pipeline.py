@@ -29,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 register_uc_model,
-                inputs=["fine_tuned_model", "test_reviews", PARAMS],
+                inputs=["fine_tuned_model", "test_reviews", PARAMS, "params:model"],
                 outputs="databricks_serving_registered_model",
                 name="register_uc_model",
             ),
