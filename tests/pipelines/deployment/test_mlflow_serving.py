@@ -122,6 +122,32 @@ def test_registered_pyfunc_predicts_what_the_model_predicts(classifier, tracking
     )
 
 
+def test_the_int8_runtime_is_logged_and_served_through_onnx_runtime(
+    classifier, tracking
+):
+    """``runtime: onnx_int8``: the served model scores with the int8 ONNX export.
+
+    The int8 weights move probabilities a little (docs/scoring.md); the served rows
+    must agree with the fp32 model within that, and the model must not run torch.
+    """
+    pytest.importorskip(
+        "onnxruntime", reason="needs onnxruntime: pip install -e '.[onnx]'"
+    )
+    settings = MlflowTargetParams(
+        registered_model_name="clf_int8", batch_size=3, runtime="onnx_int8"
+    )
+    record = log_and_register(classifier, settings, ["A fine film."], max_length=32)
+    assert "onnxruntime" in {r.split("==")[0] for r in record["pip_requirements"]}
+    model = tracking.pyfunc.load_model(record["model_uri"])
+    python_model = model.unwrap_python_model()
+    assert python_model.session is not None
+    served = model.predict(pd.DataFrame({"text": TEXTS}))
+    expected = direct_probabilities(classifier, TEXTS)
+    np.testing.assert_allclose(
+        served[["prob_negative", "prob_positive"]].to_numpy(), expected, atol=0.05
+    )
+
+
 def test_a_lora_model_is_merged_before_packaging(classifier, tracking):
     from peft import LoraConfig, get_peft_model
 

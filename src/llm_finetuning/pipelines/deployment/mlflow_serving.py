@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 import numpy as np
@@ -101,6 +101,9 @@ class MlflowTargetParams(Params):
         max_request_bytes: Most UTF-8 bytes of review text the served model accepts in
             one request (HTTP 413 above); logged in the model's config, so it holds
             wherever the model is served. ``None``: no limit.
+        runtime: ``torch``, or ``onnx_int8``: the model is logged with its ONNX
+            Runtime int8 export (the scoring pipeline's, docs/scoring.md) and served
+            through ONNX Runtime (needs ``llm_finetuning[onnx]`` where it is logged).
     """
 
     key: ClassVar[str] = "deployment.mlflow"
@@ -113,18 +116,36 @@ class MlflowTargetParams(Params):
     probability_tolerance: float = Field(1e-4, ge=0)
     delete_model_version: bool = False
     max_request_bytes: PositiveInt | None = DEFAULT_MAX_REQUEST_BYTES
+    runtime: Literal["torch", "onnx_int8"] = "torch"
     serve: ServeParams = ServeParams()
 
 
 # --- packaging ----------------------------------------------------------------------
 
 
-def default_pip_requirements() -> list[str]:
+def default_pip_requirements(runtime: str = "torch") -> list[str]:
     """The installed versions of what the served model imports."""
+    packages = [*SERVING_PACKAGES, *(("onnxruntime",) if runtime != "torch" else ())]
     return [
         f"{name}=={importlib_metadata.version(name).split('+', 1)[0]}"
-        for name in SERVING_PACKAGES
+        for name in packages
     ]
+
+
+def _onnx_int8_export(classifier: TextClassifier, staging: Path) -> Path:
+    """The classifier's ONNX Runtime int8 file, exported as the scoring pipeline does."""
+    from llm_finetuning.pipelines.scoring.onnx_runtime import onnx_model_file
+
+    tokenizer = classifier.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    pad_id = classifier.model.config.pad_token_id
+    return onnx_model_file(
+        classifier.model,
+        staging / "onnx",
+        quantized=True,
+        pad_token_id=tokenizer.pad_token_id if pad_id is None else pad_id,
+    )
 
 
 def model_signature(label_names: Sequence[str]) -> ModelSignature:
@@ -171,11 +192,16 @@ def log_and_register(
         metadata=classifier.metadata,
     )
     label_names = classifier.label_names
-    requirements = settings.pip_requirements or default_pip_requirements()
+    requirements = settings.pip_requirements or default_pip_requirements(
+        settings.runtime
+    )
     # MLflow uploads the model from a local folder: stage the TextClassifier there
     # (the same layout training saved) for the duration of the call.
     with tempfile.TemporaryDirectory(prefix="llm_finetuning_model_") as staging:
         TextClassifierDataset(path=str(Path(staging) / "model")).save(classifier)
+        artifacts = {"model": str(Path(staging) / "model")}
+        if settings.runtime == "onnx_int8":
+            artifacts["onnx"] = str(_onnx_int8_export(classifier, Path(staging)))
         run = mlflow.active_run()
         started = run is None
         if started:
@@ -184,8 +210,9 @@ def log_and_register(
             info = mlflow.pyfunc.log_model(
                 name=settings.artifact_name,
                 python_model=str(SERVING_MODEL_CODE),
-                artifacts={"model": str(Path(staging) / "model")},
+                artifacts=artifacts,
                 model_config={
+                    "runtime": settings.runtime,
                     "batch_size": settings.batch_size,
                     "max_length": max_length,
                     "max_request_bytes": settings.max_request_bytes,

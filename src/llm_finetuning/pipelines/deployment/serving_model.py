@@ -130,6 +130,15 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         folder = Path(context.artifacts["model"])
         config = context.model_config or {}
+        self.session = None
+        if "onnx" in context.artifacts:
+            # The int8 export (deployment.mlflow.runtime: onnx_int8): ONNX Runtime
+            # scores; the torch weights are only read for the label names.
+            import onnxruntime
+
+            self.session = onnxruntime.InferenceSession(
+                context.artifacts["onnx"], providers=["CPUExecutionProvider"]
+            )
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
@@ -145,6 +154,18 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         )
         id2label = self.model.config.id2label
         self.label_names = [str(id2label[i]) for i in range(len(id2label))]
+
+    def _logits(self, batch: Any) -> torch.Tensor:
+        if self.session is None:
+            return self.model(**batch).logits.float()
+        (logits,) = self.session.run(
+            ["logits"],
+            {
+                "input_ids": batch["input_ids"].numpy().astype("int64"),
+                "attention_mask": batch["attention_mask"].numpy().astype("int64"),
+            },
+        )
+        return torch.from_numpy(logits).float()
 
     # ``model_input: pd.DataFrame``: what the scoring server hands over (the
     # signature's one ``text`` column). MLflow accepts this hint without inferring a
@@ -172,8 +193,7 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
                     padding=True,
                     return_tensors="pt",
                 )
-                logits = self.model(**batch).logits.float()
-                probabilities[rows] = torch.softmax(logits, dim=-1)
+                probabilities[rows] = torch.softmax(self._logits(batch), dim=-1)
         predicted = probabilities.argmax(dim=-1).tolist()
         frame = pd.DataFrame(
             {
