@@ -25,7 +25,10 @@ def test_a_finished_run_says_what_it_made_and_what_to_run_next():
     lines = summary_lines(
         pipelines=["evaluation"],
         env="demo",
-        saved={"evaluation_metrics": "data/08_reporting/evaluation_metrics.json"},
+        saved={
+            "evaluation_metrics": "data/08_reporting/evaluation_metrics.json",
+            "cleaning_report": None,  # in memory: not listed
+        },
         evaluation_metrics=METRICS,
         baselines_table="# title\n\n| model | accuracy |\n| tfidf | 0.77 |",
         mlflow_run=RUN,
@@ -33,6 +36,7 @@ def test_a_finished_run_says_what_it_made_and_what_to_run_next():
     text = "\n".join(lines)
     assert lines[0] == "Run summary: pipelines evaluation, env demo"
     assert "  evaluation_metrics: data/08_reporting/evaluation_metrics.json" in lines
+    assert not any("cleaning_report" in line for line in lines)
     assert (
         "Fine-tuned model: accuracy 0.812 [0.650, 0.940], f1_macro 0.800 "
         "[0.600, 0.930] on 32 test rows (95% intervals)"

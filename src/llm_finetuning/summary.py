@@ -78,9 +78,8 @@ def summary_lines(
     lines = [head + (f": FAILED ({type(error).__name__}: {error})" if error else "")]
     if any(saved.values()):
         lines.append("Saved:")
-        lines += [
-            f"  {name}: {where or '(in memory)'}" for name, where in saved.items()
-        ]
+        # In-memory intermediates are left out: only what a user can open.
+        lines += [f"  {name}: {where}" for name, where in saved.items() if where]
     else:
         lines.append("Saved: nothing")
     if evaluation_metrics and (line := metric_line(evaluation_metrics)):

@@ -212,7 +212,9 @@ def log_and_register(
                 python_model=str(SERVING_MODEL_CODE),
                 artifacts=artifacts,
                 model_config={
-                    "runtime": settings.runtime,
+                    # Not "runtime": MLflow logs the config as run parameters, and
+                    # the run already has kedro's `runtime` block under that name.
+                    "serving_runtime": settings.runtime,
                     "batch_size": settings.batch_size,
                     "max_length": max_length,
                     "max_request_bytes": settings.max_request_bytes,
