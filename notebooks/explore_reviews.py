@@ -129,7 +129,9 @@ for label, group in train.groupby("label"):
 # %%
 if catalog.exists("data_quality_report"):
     report = catalog.load("data_quality_report")
-    print({split: report[split].get("removed") for split in ("train", "test") if split in report})
+    splits = report.get("splits", {})
+    print({split: splits[split].get("removed") for split in ("train", "test") if split in splits})
+    print("warnings:", report.get("warnings", []))
 else:
     print("no data_quality_report yet: run the data_processing pipeline first")
 
