@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
+from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import flatten_metrics
-from llm_finetuning.models import LoraParams, ModelParams, model_for_saving
+from llm_finetuning.models import ModelParams
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
-    SERVING_MODEL_CODE,
-    default_pip_requirements,
-    model_signature,
+    MlflowTargetParams,
+    log_and_register,
 )
 from llm_finetuning.pipelines.deployment_databricks_serving import endpoints
 from llm_finetuning.pipelines.deployment_databricks_serving.params import (
@@ -61,61 +60,31 @@ def register_uc_model(
 
     if serving.registry_uri:
         mlflow.set_registry_uri(serving.registry_uri)
-    classifier = TextClassifier(
-        model=model_for_saving(fine_tuned_model.model, LoraParams(merge_on_save=True)),
-        tokenizer=fine_tuned_model.tokenizer,
-        metadata=fine_tuned_model.metadata,
-    )
     examples = [text[:INPUT_EXAMPLE_CHARS] for text in test_reviews["text"].head(2)]
-    requirements = serving.pip_requirements or default_pip_requirements()
-    with tempfile.TemporaryDirectory(prefix="llm_finetuning_uc_model_") as staging:
-        folder = Path(staging) / "model"
-        TextClassifierDataset(path=str(folder)).save(classifier)
-        started = mlflow.active_run() is None
-        run = (
-            mlflow.start_run(run_name="deployment_databricks_serving")
-            if started
-            else mlflow.active_run()
-        )
-        try:
-            info = mlflow.pyfunc.log_model(
-                name=serving.artifact_name,
-                python_model=str(SERVING_MODEL_CODE),
-                artifacts={"model": str(folder)},
-                model_config={
-                    "batch_size": serving.batch_size,
-                    "max_length": model.max_length,
-                    "max_request_bytes": serving.max_request_bytes,
-                },
-                pip_requirements=requirements,
-                signature=model_signature(classifier.label_names),
-                input_example=pd.DataFrame({"text": examples}),
-                registered_model_name=serving.registered_model_name,
-            )
-        finally:
-            if started:
-                mlflow.end_run()
-    version = str(info.registered_model_version)
+    # The same pyfunc packaging as the MLflow target; Unity Catalog adds the alias.
+    record = log_and_register(
+        fine_tuned_model,
+        MlflowTargetParams(
+            registered_model_name=serving.registered_model_name,
+            artifact_name=serving.artifact_name,
+            batch_size=serving.batch_size,
+            pip_requirements=serving.pip_requirements,
+            max_request_bytes=serving.max_request_bytes,
+        ),
+        examples,
+        max_length=model.max_length,
+    )
     mlflow.MlflowClient().set_registered_model_alias(
-        serving.registered_model_name, serving.alias, version
+        serving.registered_model_name, serving.alias, record["version"]
     )
     model_uri = f"models:/{serving.registered_model_name}@{serving.alias}"
     logger.info(
         "Registered %s version %s as %s",
         serving.registered_model_name,
-        version,
+        record["version"],
         model_uri,
     )
-    return {
-        "registered_model_name": serving.registered_model_name,
-        "version": version,
-        "alias": serving.alias,
-        "model_uri": model_uri,
-        "run_id": run.info.run_id,
-        "label_names": classifier.label_names,
-        "pip_requirements": requirements,
-        "registry_uri": mlflow.get_registry_uri(),
-    }
+    return {**record, "alias": serving.alias, "model_uri": model_uri}
 
 
 def sample_test_reviews(
