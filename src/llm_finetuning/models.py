@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from llm_finetuning.params import Params
+from llm_finetuning.truncation import TruncationStrategy
 
 # torch and transformers load where a model is built, not when the params are: the
 # pipelines (and ``kedro registry list``) are built without them.
@@ -49,7 +50,12 @@ class ModelParams(Params):
             ``name_or_path``. Required for ``source: config``.
         gguf_file: File name of the GGUF weights inside ``name_or_path``.
         architecture: ``model_type`` plus config keyword arguments, for ``config``.
-        max_length: Tokens kept per text; longer texts are truncated.
+        max_length: Tokens kept per text, special tokens included; longer texts are
+            truncated by ``truncation``.
+        truncation: Which tokens a long text keeps: ``head`` (the first),
+            ``tail`` (the last) or ``head_tail`` (the first ``head_tokens`` and the
+            last ``max_length - head_tokens``); see :mod:`llm_finetuning.truncation`.
+        head_tokens: Tokens kept from the start of a long text under ``head_tail``.
         revision: Hub revision (branch, tag or commit) to pin.
     """
 
@@ -61,6 +67,8 @@ class ModelParams(Params):
     gguf_file: str | None = None
     architecture: dict[str, Any] = Field(default_factory=dict)
     max_length: int = Field(512, ge=1)
+    truncation: TruncationStrategy = "head"
+    head_tokens: int = Field(128, ge=0)
     revision: str | None = None
 
     @field_validator("architecture", mode="before")
@@ -74,6 +82,11 @@ class ModelParams(Params):
             raise ValueError("source 'config' needs tokenizer_name_or_path")
         if self.source == "gguf" and not self.gguf_file:
             raise ValueError("source 'gguf' needs gguf_file")
+        if self.truncation == "head_tail" and self.head_tokens >= self.max_length:
+            raise ValueError(
+                f"head_tokens ({self.head_tokens}) must be below max_length "
+                f"({self.max_length}) to keep a tail"
+            )
         return self
 
     @property

@@ -35,6 +35,7 @@ from llm_finetuning.pipelines.data_processing.params import (
     SourceParams,
     TokenizationParams,
 )
+from llm_finetuning.truncation import encode_texts
 
 # datasets, scikit-learn and transformers load in the nodes that use them, so building
 # the pipelines (``kedro registry list``, the start of every run) does not import them.
@@ -600,8 +601,10 @@ def tokenize_splits(
     """Tokenize the samples with the training model's tokenizer, without padding.
 
     Batches go through the fast (Rust) tokenizer via ``Dataset.map`` with a progress
-    bar; texts are truncated at ``model.max_length``. Padding is left to the training
-    collator (per batch), so no padding tokens are stored.
+    bar; texts are cut to ``model.max_length`` tokens by ``model.truncation``
+    (:func:`llm_finetuning.truncation.encode_texts`, shared with serving and
+    scoring). Padding is left to the training collator (per batch), so no padding
+    tokens are stored.
 
     Returns:
         ``DatasetDict`` ``train``/``validation``/``test`` with ``row_id``,
@@ -621,11 +624,15 @@ def tokenize_splits(
     )
     tokenized, summary = (
         {},
-        {"tokenizer": spec.tokenizer_location, "max_length": spec.max_length},
+        {
+            "tokenizer": spec.tokenizer_location,
+            "max_length": spec.max_length,
+            "truncation": spec.truncation,
+        },
     )
     for split, frame in frames.items():
         started = time.perf_counter()
-        with_lengths = _tokenize_frame(frame, tokenizer, spec.max_length, params, split)
+        with_lengths = _tokenize_frame(frame, tokenizer, spec, params, split)
         elapsed = time.perf_counter() - started
         summary[split] = _length_summary(
             with_lengths[_UNTRUNCATED], with_lengths["length"], spec.max_length
@@ -648,7 +655,7 @@ def tokenize_splits(
 def _tokenize_frame(
     frame: pd.DataFrame,
     tokenizer: PreTrainedTokenizerBase,
-    max_length: int,
+    spec: ModelParams,
     params: TokenizationParams,
     split: str,
 ) -> Dataset:
@@ -659,12 +666,7 @@ def _tokenize_frame(
         return Dataset.from_dict({name: [] for name in features}, features=features)
     reviews = Dataset.from_pandas(frame[[ROW_ID, TEXT, LABEL]], preserve_index=False)
     return reviews.map(
-        partial(
-            _tokenize_batch,
-            tokenizer=tokenizer,
-            max_length=max_length,
-            specials=tokenizer.num_special_tokens_to_add(pair=False),
-        ),
+        partial(_tokenize_batch, tokenizer=tokenizer, spec=spec),
         batched=True,
         batch_size=params.batch_size,
         remove_columns=[TEXT, LABEL],
@@ -676,24 +678,17 @@ def _tokenize_frame(
 def _tokenize_batch(
     batch: dict[str, list[Any]],
     tokenizer: PreTrainedTokenizerBase,
-    max_length: int,
-    specials: int,
+    spec: ModelParams,
 ) -> dict[str, list[Any]]:
-    encoded = tokenizer(batch[TEXT], truncation=True, max_length=max_length)
-    # The fast tokenizer keeps what truncation cut off as overflowing pieces, each
-    # with its own special tokens: their sizes give the length before truncation
-    # without tokenizing twice.
-    untruncated = [
-        len(encoding.ids)
-        + sum(len(piece.ids) - specials for piece in encoding.overflowing)
-        for encoding in encoded.encodings
-    ]
+    encoded = encode_texts(
+        tokenizer, batch[TEXT], spec.max_length, spec.truncation, spec.head_tokens
+    )
     return {
-        "input_ids": encoded["input_ids"],
-        "attention_mask": encoded["attention_mask"],
+        "input_ids": encoded.input_ids,
+        "attention_mask": encoded.attention_mask,
         "labels": batch[LABEL],
-        "length": [len(ids) for ids in encoded["input_ids"]],
-        _UNTRUNCATED: untruncated,
+        "length": [len(ids) for ids in encoded.input_ids],
+        _UNTRUNCATED: encoded.lengths_before,
     }
 
 
