@@ -12,7 +12,6 @@ anything is written. The data quality report is written last, by
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -308,7 +307,13 @@ def validate_and_clean(
             report["warnings"].append(warning)
     for warning in report["warnings"]:
         logger.warning("%s", warning)
-    logger.info("Data quality report (cleaning):\n%s", json.dumps(report, indent=2))
+    logger.info(
+        "Cleaned: %s (the data quality report has the details)",
+        "; ".join(
+            f"{role} {entry['rows_after']} rows kept of {entry['rows_before']}"
+            for role, entry in report["splits"].items()
+        ),
+    )
     return clean, report, names
 
 
@@ -646,7 +651,16 @@ def tokenize_splits(
             len(frame) / max(elapsed, 1e-9),
             sum(with_lengths["length"]) / max(elapsed, 1e-9),
         )
-    logger.info("Token lengths:\n%s", json.dumps(summary, indent=2))
+    logger.info(
+        "Truncated at %d tokens (%s): %s",
+        spec.max_length,
+        spec.truncation,
+        ", ".join(
+            f"{split} {summary[split]['truncated']} of {len(frames[split])}"
+            for split in SPLITS
+            if "truncated" in summary[split]
+        ),
+    )
     from datasets import DatasetDict
 
     return DatasetDict(tokenized), summary
@@ -756,5 +770,9 @@ def report_data_quality(
             logger.warning("%s", warning)
             report["warnings"].append(warning)
     report["samples"] = samples
-    logger.info("Data quality report:\n%s", json.dumps(report, indent=2))
+    logger.info(
+        "Samples: %s reviews (train / validation / test), %d warnings",
+        " / ".join(str(samples[split]["reviews"]) for split in SPLITS),
+        len(report["warnings"]),
+    )
     return report
