@@ -203,6 +203,28 @@ def test_the_summary_says_the_lineage_and_lists_stale_outputs():
     assert lines[heading + 1] == "  data/08_reporting/evaluation_metrics.json"
 
 
+def test_only_outputs_downstream_of_the_model_carry_its_fingerprint():
+    from kedro.pipeline import Node, Pipeline
+
+    from llm_finetuning.hooks import LineageHooks
+
+    def step(*inputs):
+        return None
+
+    pipeline = Pipeline(
+        [
+            Node(step, ["model", "test_reviews"], "predictions", name="predict"),
+            Node(step, "predictions", "metrics", name="score"),
+            Node(step, "test_reviews", "baseline_metrics", name="baseline"),
+            Node(step, ["metrics", "baseline_metrics"], "comparison", name="compare"),
+        ]
+    )
+    hooks = LineageHooks()
+    hooks.before_pipeline_run({"pipeline_names": ["evaluation"]}, pipeline, None)
+    hooks._model_datasets.add("model")
+    assert hooks._model_dependent() == {"predictions", "metrics", "comparison"}
+
+
 def _run(project: Path, pipelines: str, *extra: str) -> str:
     args = ("run", "--env", "test", "--pipelines", pipelines, *extra)
     return run_kedro(project, *args, log_name=pipelines.replace(",", "+"))

@@ -198,14 +198,18 @@ class LineageHooks:
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        if _is_classifier(data):
-            from llm_finetuning.lineage import METADATA_KEY
+        if not _is_classifier(data):
+            return
+        from llm_finetuning.lineage import METADATA_KEY
 
+        try:
             # The folder's save adds the weights' fingerprint (TextClassifierDataset).
             data.metadata[METADATA_KEY] = {
                 "training_run_id": _active_run_id() or self._run_id,
                 "data_fingerprint": self._current_data(),
             }
+        except Exception as error:
+            logger.warning("Lineage of '%s' not recorded: %s", dataset_name, error)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
