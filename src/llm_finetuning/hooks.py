@@ -4,6 +4,10 @@
   a kill during the save resumes from the checkpoints instead of training again.
 - :class:`RunSummaryHooks` logs what a run made, where, how good and what to run next
   (:mod:`llm_finetuning.summary`), also when it fails.
+- :class:`LineageHooks` ties separate runs together (:mod:`llm_finetuning.lineage`):
+  each MLflow run is tagged with the data and model fingerprints and the training run
+  of its model, the training run links to the runs that used its model, and the
+  outputs of an earlier model or data are found stale.
 - :class:`RunEndingHooks` makes MLflow runs end honestly: SIGTERM stops the pipeline as
   an error (kedro-mlflow's and this hook's error handlers run, finally blocks stop the
   processes the nodes started) and the run is marked ``KILLED``; a run still open when
@@ -32,6 +36,8 @@ PID_TAG = "llm_finetuning.pid"
 HOST_TAG = "llm_finetuning.host"
 STARTED_TAG = "llm_finetuning.process_started"
 STOP_SIGNALS = (signal.SIGTERM,)
+# The catalog entry of the lineage manifest (conf/base/catalog_lineage.yml).
+MANIFEST_DATASET = "lineage_manifest"
 
 
 class TerminatedError(Exception):
@@ -64,7 +70,11 @@ class CheckpointHooks:
 
 
 class RunSummaryHooks:
-    """Plain logs when piped; the run summary at the end of a run, and on failure."""
+    """Plain logs when piped; the run summary at the end of a run, and on failure.
+
+    Given the :class:`LineageHooks` instance, the summary also says the run's lineage
+    and which outputs on disk are stale.
+    """
 
     @hook_impl
     def after_context_created(self) -> None:
@@ -72,7 +82,8 @@ class RunSummaryHooks:
 
         plain_console_when_piped()
 
-    def __init__(self) -> None:
+    def __init__(self, lineage: LineageHooks | None = None) -> None:
+        self._lineage = lineage
         self._catalog: Any = None
         self._saved: dict[str, str | None] = {}
         self._records: dict[str, Any] = {}
@@ -117,11 +128,271 @@ class RunSummaryHooks:
                 baselines_table=self._records.get("baseline_comparison_table"),
                 mlflow_run=_mlflow_run_facts(),
                 error=error,
+                lineage=self._lineage.record if self._lineage else None,
+                stale=self._lineage.stale if self._lineage else (),
             )
         except Exception as failure:  # a summary must never fail a run
             logger.warning("Could not write the run summary: %s", failure)
             return
         logger.info("\n".join(lines))
+
+
+class LineageHooks:
+    """The data and model every output of a run came from (:mod:`llm_finetuning.lineage`).
+
+    During the run it notes the tokenized splits saved or loaded (the data
+    fingerprint), the model loaded or saved (its folder's ``lineage`` metadata) and
+    every output written; it stamps a model about to be saved with this run's id and
+    data fingerprint. At the end, before kedro-mlflow closes the run (``tryfirst``), it:
+
+    - tags the run ``lineage.data_fingerprint``, ``lineage.model_fingerprint``,
+      ``lineage.training_run_id``;
+    - when the model came from another run, tags that training run
+      ``lineage.used_by.<run id>`` and, for an evaluation, copies the run's
+      ``evaluation.*`` metrics into it and tags ``lineage.evaluation_run_id``: the
+      training run is where an MLflow user compares models. (``mlflow.parentRunId``
+      would show a later evaluation as a child run of the training, which it is not.)
+    - records the outputs in the ``lineage_manifest``: outputs downstream of the model
+      (in the pipeline's graph) with the model's fingerprint, the others (baselines,
+      data) with the data's only; and lists the recorded outputs of an earlier model
+      or data as :attr:`stale`, for the run summary.
+
+    Nothing here may fail a run: a lineage that cannot be recorded is a warning.
+    """
+
+    def __init__(self) -> None:
+        self._reset(None, None, [])
+
+    def _reset(self, catalog: Any, pipeline: Any, pipelines: list[str]) -> None:
+        self._catalog = catalog
+        self._pipeline = pipeline
+        self._pipelines = pipelines
+        self._run_id: str | None = None
+        self._data_fingerprint: str | None = None  # of the tokenized splits seen
+        self._inherited_data: str | None = None  # recorded for the inputs loaded
+        self._model: dict[str, Any] = {}  # lineage of the model loaded or saved
+        self._model_datasets: set[str] = set()
+        self._saved_model = False
+        self._written: dict[str, str] = {}  # dataset name -> location
+        self._recorded: dict[str, Any] | None = None  # the manifest, read once
+        self.record: Any = None  # this run's lineage.Lineage, once it ended
+        self.stale: list[str] = []
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        names = list(run_params.get("pipeline_names") or ["__default__"])
+        self._reset(catalog, pipeline, names)
+        self._run_id = _active_run_id()  # kedro-mlflow's hook has opened it
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        try:
+            self._observe(dataset_name, data)
+            if self._inherited_data is None:
+                entry = self._manifest_entry(dataset_name)
+                self._inherited_data = entry.get("data_fingerprint")
+        except Exception as error:
+            logger.warning("Lineage of '%s' not recorded: %s", dataset_name, error)
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        if not _is_classifier(data):
+            return
+        from llm_finetuning.lineage import METADATA_KEY
+
+        try:
+            # The folder's save adds the weights' fingerprint (TextClassifierDataset).
+            data.metadata[METADATA_KEY] = {
+                "training_run_id": _active_run_id() or self._run_id,
+                "data_fingerprint": self._current_data(),
+            }
+        except Exception as error:
+            logger.warning("Lineage of '%s' not recorded: %s", dataset_name, error)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        try:
+            location = _location(self._catalog, dataset_name)
+            if location and dataset_name != MANIFEST_DATASET:
+                self._written[dataset_name] = location
+            self._observe(dataset_name, data, saved=True)
+        except Exception as error:
+            logger.warning("Lineage of '%s' not recorded: %s", dataset_name, error)
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self) -> None:
+        self._conclude()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self) -> None:
+        self._conclude()  # what was written before the failure is on disk too
+
+    def _observe(self, dataset_name: str, data: Any, saved: bool = False) -> None:
+        from llm_finetuning.lineage import METADATA_KEY, data_fingerprint
+
+        if _is_classifier(data):
+            self._model = dict(data.metadata.get(METADATA_KEY) or {})
+            self._model_datasets.add(dataset_name)
+            self._saved_model = saved
+        elif _is_tokenized_splits(data):
+            self._data_fingerprint = data_fingerprint(data)
+
+    def _current_data(self) -> str | None:
+        """The run's data: its tokenized splits, else its inputs', else its model's."""
+        return (
+            self._data_fingerprint
+            or self._inherited_data
+            or self._model.get("data_fingerprint")
+        )
+
+    def _manifest_entry(self, dataset_name: str) -> dict[str, Any]:
+        from llm_finetuning.lineage import read_manifest
+
+        if self._recorded is None:
+            manifest = _location(self._catalog, MANIFEST_DATASET)
+            self._recorded = read_manifest(manifest) if manifest else {}
+        location = _location(self._catalog, dataset_name)
+        return self._recorded.get(location, {}) if location else {}
+
+    def _conclude(self) -> None:
+        from llm_finetuning.lineage import Lineage
+
+        try:
+            run_id = _active_run_id() or self._run_id
+            self.record = Lineage(
+                data_fingerprint=self._current_data(),
+                model_fingerprint=self._model.get("model_fingerprint"),
+                training_run_id=self._model.get("training_run_id"),
+                produced_by_run_id=run_id,
+                pipelines=self._pipelines,
+            )
+            self._warn_if_model_data_differs()
+            if run_id:
+                self._tag_runs(run_id)
+            self._update_manifest()
+        except Exception as error:
+            logger.warning("Could not record the run's lineage: %s", error)
+
+    def _warn_if_model_data_differs(self) -> None:
+        trained_on = self._model.get("data_fingerprint")
+        current = self.record.data_fingerprint
+        if not self._saved_model and trained_on and current and trained_on != current:
+            logger.warning(
+                "The model was trained on other data (fingerprint %s) than this run "
+                "used (%s): rerun the training pipeline for a model of this data",
+                trained_on,
+                current,
+            )
+
+    def _tag_runs(self, run_id: str) -> None:
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        from llm_finetuning.lineage import (
+            COPIED_METRIC_PREFIX,
+            EVALUATION_RUN_TAG,
+            USED_BY_TAG,
+        )
+
+        client = MlflowClient()
+        for key, value in self.record.tags().items():
+            client.set_tag(run_id, key, value)
+        training_run_id = self.record.training_run_id
+        if not training_run_id or training_run_id == run_id:
+            return
+        # A run that has ended still takes tags and metrics.
+        client.set_tag(training_run_id, USED_BY_TAG + run_id, ",".join(self._pipelines))
+        run = client.get_run(run_id)
+        copied = [
+            Metric(key, value, run.info.start_time or 0, 0)
+            for key, value in run.data.metrics.items()
+            if key.startswith(COPIED_METRIC_PREFIX)
+        ]
+        if copied:
+            client.log_batch(training_run_id, metrics=copied)
+            client.set_tag(training_run_id, EVALUATION_RUN_TAG, run_id)
+
+    def _model_dependent(self) -> set[str] | None:
+        """Outputs made by the nodes that load or save the model, or downstream of them.
+
+        None (all of them) when the pipeline is unknown.
+        """
+        if self._pipeline is None:
+            return None
+        seeds = [
+            node.name
+            for node in self._pipeline.nodes
+            if self._model_datasets & {*node.inputs, *node.outputs}
+        ]
+        return set(self._pipeline.from_nodes(*seeds).all_outputs()) if seeds else set()
+
+    def _update_manifest(self) -> None:
+        from llm_finetuning.lineage import (
+            read_manifest,
+            record_outputs,
+            stale_outputs,
+            write_manifest,
+        )
+
+        path = _location(self._catalog, MANIFEST_DATASET)
+        if not path:
+            return  # no manifest in this environment's catalog
+        dependent = self._model_dependent()
+        data_only = self.record.without_model()
+        written = {
+            location: (
+                self.record if dependent is None or name in dependent else data_only
+            )
+            for name, location in self._written.items()
+        }
+        outputs = record_outputs(read_manifest(path), written)
+        self.stale = stale_outputs(outputs, self.record, written)
+        if written:
+            write_manifest(path, outputs)
+        if self.stale:
+            logger.warning(
+                "%d output(s) on disk come from an earlier model or data (listed in "
+                "the run summary and in %s)",
+                len(self.stale),
+                path,
+            )
+
+
+def _is_classifier(data: Any) -> bool:
+    # Looked up, not imported: nothing is a TextClassifier before its module loads.
+    module = sys.modules.get("llm_finetuning.datasets.model_folder")
+    return module is not None and isinstance(data, module.TextClassifier)
+
+
+def _is_tokenized_splits(data: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    dataset_dict = getattr(datasets, "DatasetDict", None)
+    return (
+        dataset_dict is not None
+        and isinstance(data, dataset_dict)
+        and any("input_ids" in split.column_names for split in data.values())
+    )
+
+
+def _location(catalog: Any, dataset_name: str) -> str | None:
+    """Where a catalog dataset writes (relative to the project), if it says."""
+    from llm_finetuning.summary import dataset_location
+
+    if catalog is None:
+        return None
+    try:
+        dataset = catalog.get(dataset_name)
+    except Exception:
+        return None
+    return dataset_location(dataset) if dataset is not None else None
+
+
+def _active_run_id() -> str | None:
+    mlflow = sys.modules.get("mlflow")
+    run = mlflow.active_run() if mlflow is not None else None
+    return run.info.run_id if run is not None else None
 
 
 def _mlflow_run_facts() -> dict[str, str] | None:

@@ -2,13 +2,19 @@
 
 kedro-mlflow registers its own hooks through its entry point; the project's hooks
 (:mod:`llm_finetuning.hooks`) end training and MLflow runs whatever way a run ends, and
-``EncodingHintHooks`` says which encoding to set when a raw file does not decode.
+``EncodingHintHooks`` says which encoding to set when a raw file does not decode;
+``LineageHooks`` links the runs and flags stale outputs.
 Settings are read by every ``kedro`` command: nothing imported here may load torch.
 They also register the project's resolvers and silence the known library warnings
 (:mod:`llm_finetuning.third_party_warnings`) before any configuration is loaded.
 """
 
-from llm_finetuning.hooks import CheckpointHooks, RunEndingHooks, RunSummaryHooks
+from llm_finetuning.hooks import (
+    CheckpointHooks,
+    LineageHooks,
+    RunEndingHooks,
+    RunSummaryHooks,
+)
 from llm_finetuning.params import ParamsTrackingHooks
 from llm_finetuning.pipelines.data_processing.hooks import EncodingHintHooks
 from llm_finetuning.resolvers import RESOLVERS, register_resolvers
@@ -17,11 +23,15 @@ from llm_finetuning.third_party_warnings import silence_known_noise
 silence_known_noise()
 register_resolvers()
 
+# The summary reports what the lineage hooks found (run lineage, stale outputs).
+_LINEAGE = LineageHooks()
+
 HOOKS = (
     CheckpointHooks(),
     RunEndingHooks(),
     EncodingHintHooks(),
-    RunSummaryHooks(),
+    _LINEAGE,
+    RunSummaryHooks(lineage=_LINEAGE),
     ParamsTrackingHooks(),  # typed parameter blocks into MLflow, flattened
 )
 

@@ -17,6 +17,10 @@ NEXT_STEP = {
     "evaluation": "kedro run --pipelines deployment",
 }
 HEADLINE_METRICS = ("accuracy", "f1_macro")
+STALE_HEADING = (
+    "Stale (from an earlier model or data; rerun the pipeline that writes them, "
+    "or delete them):"
+)
 
 
 def dataset_location(dataset: Any) -> str | None:
@@ -62,6 +66,21 @@ def metric_line(evaluation_metrics: Mapping[str, Any]) -> str | None:
     return ", ".join(parts) + (f" on {n} test rows (95% intervals)" if n else "")
 
 
+def lineage_line(lineage: Any) -> str | None:
+    """``Lineage: data <fp>, model <fp> trained in MLflow run <id>`` (what is known)."""
+    parts = []
+    if lineage.data_fingerprint:
+        parts.append(f"data {lineage.data_fingerprint}")
+    if lineage.model_fingerprint:
+        trained = (
+            f" trained in MLflow run {lineage.training_run_id}"
+            if lineage.training_run_id
+            else ""
+        )
+        parts.append(f"model {lineage.model_fingerprint}{trained}")
+    return "Lineage: " + ", ".join(parts) if parts else None
+
+
 def summary_lines(
     *,
     pipelines: Sequence[str],
@@ -71,8 +90,15 @@ def summary_lines(
     baselines_table: str | None,
     mlflow_run: Mapping[str, str] | None,
     error: BaseException | None = None,
+    lineage: Any = None,
+    stale: Sequence[str] = (),
 ) -> list[str]:
-    """The summary as plain lines (no wrapping, no colour)."""
+    """The summary as plain lines (no wrapping, no colour).
+
+    ``lineage`` is the run's :class:`~llm_finetuning.lineage.Lineage`; ``stale`` the
+    outputs on disk from an earlier model or data, listed so that nobody reads them
+    as this run's.
+    """
     names = ", ".join(pipelines) or "__default__"
     head = f"Run summary: pipelines {names}, env {env or 'local'}"
     lines = [head + (f": FAILED ({type(error).__name__}: {error})" if error else "")]
@@ -93,6 +119,11 @@ def summary_lines(
             f"MLflow: experiment {mlflow_run['experiment']}, run {mlflow_run['run_id']}"
             f"; open it with: mlflow ui --backend-store-uri {mlflow_run['tracking_uri']}"
         )
+    if lineage is not None and (line := lineage_line(lineage)):
+        lines.append(line)
+    if stale:
+        lines.append(STALE_HEADING)
+        lines += [f"  {path}" for path in stale]
     if error is not None:
         lines.append(
             "Next: fix the cause and run the same command again; it continues from "

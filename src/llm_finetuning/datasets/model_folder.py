@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.io import AbstractDataset, DatasetError
 
 from llm_finetuning.datasets._atomic import atomic_directory
+from llm_finetuning.lineage import METADATA_KEY, weights_fingerprint
 
 if TYPE_CHECKING:  # transformers loads in load(), not when the pipelines are built
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -23,7 +24,9 @@ class TextClassifier:
     """A sequence-classification model with its tokenizer and the facts that explain it.
 
     ``metadata`` holds JSON-serialisable facts saved beside the weights (label names,
-    training arguments, data fingerprint), so a model folder explains itself.
+    training arguments, data fingerprint), so a model folder explains itself. Its
+    ``lineage`` key (:mod:`llm_finetuning.lineage`) names the data and the MLflow run
+    the model came from, and the fingerprint of its weights.
     """
 
     model: PreTrainedModel
@@ -43,6 +46,10 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
     The folder holds safetensors weights, ``config.json`` (with ``id2label``), the
     tokenizer files and ``llm_finetuning.json``. A PEFT adapter folder (one with
     ``adapter_config.json``) loads back with its base model through peft.
+
+    Saving records the fingerprint of the written weight files in the metadata's
+    ``lineage.model_fingerprint`` (in the folder and in the saved object, so both say
+    the same); loading a folder saved without it computes it from the files.
 
     Example catalog entry::
 
@@ -87,6 +94,9 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         metadata = (
             json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
         )
+        lineage = metadata.setdefault(METADATA_KEY, {})
+        if not lineage.get("model_fingerprint"):  # a folder saved before lineage
+            lineage["model_fingerprint"] = weights_fingerprint(self._path)
         model.eval()
         return TextClassifier(model=model, tokenizer=tokenizer, metadata=metadata)
 
@@ -94,6 +104,11 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         with atomic_directory(self._path) as scratch:
             data.model.save_pretrained(scratch, safe_serialization=True)
             data.tokenizer.save_pretrained(scratch)
+            # The weights are written: their fingerprint goes into the metadata.
+            data.metadata[METADATA_KEY] = {
+                **data.metadata.get(METADATA_KEY, {}),
+                "model_fingerprint": weights_fingerprint(scratch),
+            }
             (scratch / METADATA_FILE).write_text(
                 json.dumps(data.metadata, indent=2, sort_keys=True, default=str)
             )

@@ -13,7 +13,6 @@ built.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from transformers import (
 )
 
 from llm_finetuning.datasets import TextClassifier
+from llm_finetuning.lineage import split_digest
 from llm_finetuning.models import (
     ModelParams,
     apply_lora,
@@ -562,13 +562,13 @@ def _run_fingerprint(
     training = {
         k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED
     }
-    data = {}
-    for name, split in splits.items():
-        table = split.with_format("arrow")
-        digest = hashlib.sha256()
-        for column in ("labels", LENGTH_COLUMN):
-            digest.update(np.asarray(table[column], dtype=np.int64).tobytes())
-        data[name] = {"rows": split.num_rows, "sha256": digest.hexdigest()}
+    data = {
+        name: {
+            "rows": split.num_rows,
+            "sha256": split_digest(split, ("labels", LENGTH_COLUMN)),
+        }
+        for name, split in splits.items()
+    }
     return checkpoints.fingerprint(
         {
             "model": spec.to_dict(),
