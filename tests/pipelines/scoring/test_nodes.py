@@ -15,7 +15,12 @@ from llm_finetuning.datasets.scored_table import ScoringJob
 from llm_finetuning.pipelines.evaluation.inference import predict_probabilities
 from llm_finetuning.pipelines.scoring.nodes import score_texts
 from llm_finetuning.pipelines.scoring.params import ScoringParams
-from tests.pipelines.scoring.conftest import LABEL_NAMES, MAX_LENGTH, write_parquet
+from tests.pipelines.scoring.conftest import (
+    LABEL_NAMES,
+    MAX_LENGTH,
+    model_params,
+    write_parquet,
+)
 
 TEXTS = [
     "a lovely film",
@@ -32,7 +37,7 @@ def _score(tmp_path, classifier, path, **params):
     params = ScoringParams(progress_bar=False, batch_size=3, chunk_size=3, **params)
     source = TextSourceDataset(path=str(path)).load()
     store = ChunkStoreDataset(path=str(tmp_path / "partial")).load()
-    chunks, report = score_texts(source, classifier, store, params, MAX_LENGTH)
+    chunks, report = score_texts(source, classifier, store, params, model_params())
     output = AtomicParquetDataset(path=str(tmp_path / "scored.parquet"))
     output.save(chunks)
     return output.load(), report

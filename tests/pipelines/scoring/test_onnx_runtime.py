@@ -37,6 +37,7 @@ from llm_finetuning.pipelines.scoring.params import ScoringParams
 from tests.pipelines.scoring.conftest import (
     LABEL_NAMES,
     MAX_LENGTH,
+    model_params,
     tiny_classifier,
     write_parquet,
 )
@@ -198,7 +199,7 @@ def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
         )
         source = TextSourceDataset(path=str(path)).load()
         store = ChunkStoreDataset(path=str(tmp_path / f"partial-{runtime}")).load()
-        chunks, report = score_texts(source, classifier, store, params, MAX_LENGTH)
+        chunks, report = score_texts(source, classifier, store, params, model_params())
         output = AtomicParquetDataset(path=str(tmp_path / f"{runtime}.parquet"))
         output.save(chunks)
         return output.load(), report
@@ -222,7 +223,7 @@ def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
 def test_the_onnx_runtime_is_refused_on_spark(tmp_path, classifier):
     params = ScoringParams(engine="spark", runtime="onnx_int8", progress_bar=False)
     with pytest.raises(ValueError, match="option of the local engine"):
-        score_texts(object(), classifier, None, params, MAX_LENGTH)
+        score_texts(object(), classifier, None, params, model_params())
 
 
 def test_an_unknown_runtime_is_refused():
