@@ -184,6 +184,25 @@ def test_predict_texts_truncates_like_training(case, cache_dir, tokenizer):
     np.testing.assert_allclose(got[0], alone[0], atol=1e-6)
 
 
+def test_predict_texts_cuts_by_the_truncation_strategy(case, cache_dir, tokenizer):
+    from llm_finetuning.truncation import encode_texts
+
+    _, classifier, _, _ = case
+    runtime = onnx_runtime.OnnxClassifier.from_classifier(
+        classifier, cache_dir, quantized=False
+    )
+    text = "a dull start " * 40 + "but a wonderful, moving ending " * 40
+    got = runtime.predict_texts(
+        [text], max_length=MAX_LENGTH, truncation="head_tail", head_tokens=8
+    )
+    cut = encode_texts(tokenizer, [text], MAX_LENGTH, "head_tail", 8)
+    np.testing.assert_allclose(
+        got, runtime.predict_probabilities({"input_ids": cut.input_ids}), atol=1e-6
+    )
+    head = runtime.predict_texts([text], max_length=MAX_LENGTH)
+    assert np.abs(got - head).max() > 1e-6  # the ending changed the answer
+
+
 def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
     texts = demo_texts()[:40] + [None, ""]
     path = write_parquet(tmp_path / "in.parquet", {"text": texts})
