@@ -135,17 +135,18 @@ def score(model_folder: Path, parquet: Path, work: Path, name: str, **params):
         TextClassifierDataset,
         TextSourceDataset,
     )
+    from llm_finetuning.models import ModelParams
     from llm_finetuning.pipelines.scoring.nodes import score_texts
     from llm_finetuning.pipelines.scoring.params import ScoringParams
 
-    max_length = params.pop("max_length")
+    model = ModelParams(max_length=params.pop("max_length"))
     scoring = ScoringParams(progress_bar=False, **params)
     classifier = TextClassifierDataset(path=str(model_folder)).load()
     source = TextSourceDataset(path=str(parquet)).load()
     store = ChunkStoreDataset(path=str(work / f"partial-{name}")).load()
     output = AtomicParquetDataset(path=str(work / f"{name}.parquet"))
     started, cpu = time.perf_counter(), cpu_seconds()
-    scored, report = score_texts(source, classifier, store, scoring, max_length)
+    scored, report = score_texts(source, classifier, store, scoring, model)
     output.save(scored)
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     return output.load(), report, seconds, cpu

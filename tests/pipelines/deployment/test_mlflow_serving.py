@@ -319,6 +319,48 @@ def test_the_request_limit_default_is_the_served_models():
     )
 
 
+def test_the_truncation_module_name_is_the_served_models():
+    """mlflow_serving keeps its own copy (serving_model imports mlflow and torch)."""
+    assert mlflow_serving.TRUNCATION_MODULE == serving_model.TRUNCATION_MODULE
+
+
+def test_the_served_model_cuts_texts_as_logged_with_its_own_copy_of_the_code(
+    classifier, tracking
+):
+    """The config says how to cut, the logged truncation.py does it: a serving host
+    needs no llm_finetuning (serving_model.py falls back to it only in the project)."""
+    from llm_finetuning.truncation import Truncation
+
+    settings = MlflowTargetParams(registered_model_name="clf", batch_size=3)
+    record = log_and_register(
+        classifier,
+        settings,
+        ["A fine film."],
+        max_length=32,
+        truncation="tail",
+        head_tokens=8,
+    )
+    assert (record["max_length"], record["truncation"]) == (32, "tail")
+    model = tracking.pyfunc.load_model(record["model_uri"])
+    python_model = model.unwrap_python_model()
+    assert type(python_model.truncation).__module__ == "llm_finetuning_truncation"
+    assert python_model.truncation.as_config() == Truncation(32, "tail", 8).as_config()
+    served = model.predict(pd.DataFrame({"text": TEXTS}))["prob_positive"]
+    expected = []
+    with torch.inference_mode():
+        for text in TEXTS:
+            ids = torch.tensor(
+                Truncation(32, "tail").encode(classifier.tokenizer, [text]).input_ids
+            )
+            expected.append(
+                float(torch.softmax(classifier.model(ids).logits, -1)[0, 1])
+            )
+    np.testing.assert_allclose(served.to_numpy(), expected, atol=1e-5)
+    # The long review's tail differs from its head: a head cut would fail the check.
+    head = direct_probabilities(classifier, TEXTS)[:, 1]
+    assert abs(served[2] - head[2]) > 1e-6
+
+
 def test_mlflow_accepts_the_served_models_type_hints():
     """Defining the pyfunc raises none of MLflow's type-hint warnings."""
     result = subprocess.run(

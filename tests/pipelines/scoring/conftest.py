@@ -11,11 +11,16 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
-from llm_finetuning.models import ModelSpec, load_tokenizer
+from llm_finetuning.models import ModelParams, ModelSpec, load_tokenizer
 from llm_finetuning.resolvers import package_path
 
 LABEL_NAMES = ["negative", "positive"]
 MAX_LENGTH = 64
+
+
+def model_params(max_length: int = MAX_LENGTH, **truncation: object) -> ModelParams:
+    """The ``model`` block the scoring node takes: how texts are cut."""
+    return ModelParams(max_length=max_length, **truncation)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,12 @@ from llm_finetuning.datasets.scored_table import ScoringJob
 from llm_finetuning.pipelines.evaluation.inference import predict_probabilities
 from llm_finetuning.pipelines.scoring.nodes import score_texts
 from llm_finetuning.pipelines.scoring.params import ScoringParams
-from tests.pipelines.scoring.conftest import LABEL_NAMES, MAX_LENGTH, write_parquet
+from tests.pipelines.scoring.conftest import (
+    LABEL_NAMES,
+    MAX_LENGTH,
+    model_params,
+    write_parquet,
+)
 
 TEXTS = [
     "a lovely film",
@@ -32,7 +37,7 @@ def _score(tmp_path, classifier, path, **params):
     params = ScoringParams(progress_bar=False, batch_size=3, chunk_size=3, **params)
     source = TextSourceDataset(path=str(path)).load()
     store = ChunkStoreDataset(path=str(tmp_path / "partial")).load()
-    chunks, report = score_texts(source, classifier, store, params, MAX_LENGTH)
+    chunks, report = score_texts(source, classifier, store, params, model_params())
     output = AtomicParquetDataset(path=str(tmp_path / "scored.parquet"))
     output.save(chunks)
     return output.load(), report
@@ -194,3 +199,68 @@ def test_base_spells_out_the_scoring_defaults():
 
     written = flatten(_parameters("base")["scoring"], "scoring.")
     assert written == flatten(ScoringParams().to_dict(), "scoring.")
+
+
+def test_texts_are_cut_by_model_truncation(tmp_path, classifier):
+    from datasets import Dataset
+
+    from llm_finetuning.truncation import encode_texts
+
+    text = "a dull start " * 40 + "but a wonderful, moving ending " * 40
+    path = write_parquet(tmp_path / "in.parquet", {"text": [text, "a lovely film"]})
+    params = ScoringParams(progress_bar=False, batch_size=3, chunk_size=3)
+    store = ChunkStoreDataset(path=str(tmp_path / "partial")).load()
+    chunks, report = score_texts(
+        TextSourceDataset(path=str(path)).load(),
+        classifier,
+        store,
+        params,
+        model_params(truncation="tail"),
+    )
+    output = AtomicParquetDataset(path=str(tmp_path / "scored.parquet"))
+    output.save(chunks)
+    scored = output.load()
+    cut = encode_texts(classifier.tokenizer, [text], MAX_LENGTH, "tail")
+    expected = predict_probabilities(
+        classifier.model,
+        classifier.tokenizer,
+        Dataset.from_dict({"input_ids": cut.input_ids}),
+    )
+    np.testing.assert_allclose(
+        scored.loc[[0], ["prob_negative", "prob_positive"]].to_numpy(),
+        expected,
+        atol=1e-5,
+    )
+    assert report["truncated"] == 1
+    assert report["truncation"]["truncation"] == "tail"
+
+
+def test_a_registered_model_is_scored_as_it_was_logged_to_cut(
+    classifier, monkeypatch, caplog
+):
+    from llm_finetuning.datasets import TextClassifier
+    from llm_finetuning.pipelines.scoring import engine
+    from llm_finetuning.truncation import Truncation
+
+    logged = Truncation(MAX_LENGTH, "head_tail", 8)
+    served = TextClassifier(
+        model=classifier.model,
+        tokenizer=classifier.tokenizer,
+        metadata={"uri": "models:/clf/1", "truncation": logged.as_config()},
+    )
+    monkeypatch.setattr(engine, "load_mlflow_classifier", lambda uri: served)
+    params = ScoringParams(model="models:/clf/1")
+    with caplog.at_level("WARNING"):
+        model = engine.resolve_model(classifier, params, Truncation(MAX_LENGTH))
+    assert model.truncation == logged
+    assert "scoring it as it serves" in caplog.text
+    # A model logged before truncation was configurable: the parameters decide.
+    monkeypatch.setattr(
+        engine,
+        "load_mlflow_classifier",
+        lambda uri: TextClassifier(
+            classifier.model, classifier.tokenizer, {"uri": uri}
+        ),
+    )
+    model = engine.resolve_model(classifier, params, Truncation(MAX_LENGTH, "tail"))
+    assert model.truncation == Truncation(MAX_LENGTH, "tail")

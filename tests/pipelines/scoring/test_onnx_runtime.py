@@ -37,6 +37,7 @@ from llm_finetuning.pipelines.scoring.params import ScoringParams
 from tests.pipelines.scoring.conftest import (
     LABEL_NAMES,
     MAX_LENGTH,
+    model_params,
     tiny_classifier,
     write_parquet,
 )
@@ -183,6 +184,25 @@ def test_predict_texts_truncates_like_training(case, cache_dir, tokenizer):
     np.testing.assert_allclose(got[0], alone[0], atol=1e-6)
 
 
+def test_predict_texts_cuts_by_the_truncation_strategy(case, cache_dir, tokenizer):
+    from llm_finetuning.truncation import encode_texts
+
+    _, classifier, _, _ = case
+    runtime = onnx_runtime.OnnxClassifier.from_classifier(
+        classifier, cache_dir, quantized=False
+    )
+    text = "a dull start " * 40 + "but a wonderful, moving ending " * 40
+    got = runtime.predict_texts(
+        [text], max_length=MAX_LENGTH, truncation="head_tail", head_tokens=8
+    )
+    cut = encode_texts(tokenizer, [text], MAX_LENGTH, "head_tail", 8)
+    np.testing.assert_allclose(
+        got, runtime.predict_probabilities({"input_ids": cut.input_ids}), atol=1e-6
+    )
+    head = runtime.predict_texts([text], max_length=MAX_LENGTH)
+    assert np.abs(got - head).max() > 1e-6  # the ending changed the answer
+
+
 def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
     texts = demo_texts()[:40] + [None, ""]
     path = write_parquet(tmp_path / "in.parquet", {"text": texts})
@@ -198,7 +218,7 @@ def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
         )
         source = TextSourceDataset(path=str(path)).load()
         store = ChunkStoreDataset(path=str(tmp_path / f"partial-{runtime}")).load()
-        chunks, report = score_texts(source, classifier, store, params, MAX_LENGTH)
+        chunks, report = score_texts(source, classifier, store, params, model_params())
         output = AtomicParquetDataset(path=str(tmp_path / f"{runtime}.parquet"))
         output.save(chunks)
         return output.load(), report
@@ -222,7 +242,7 @@ def test_scoring_node_runs_the_int8_runtime(tmp_path, classifier, cache_dir):
 def test_the_onnx_runtime_is_refused_on_spark(tmp_path, classifier):
     params = ScoringParams(engine="spark", runtime="onnx_int8", progress_bar=False)
     with pytest.raises(ValueError, match="option of the local engine"):
-        score_texts(object(), classifier, None, params, MAX_LENGTH)
+        score_texts(object(), classifier, None, params, model_params())
 
 
 def test_an_unknown_runtime_is_refused():

@@ -14,6 +14,7 @@ from llm_finetuning.datasets import (
 )
 from llm_finetuning.pipelines.scoring.nodes import score_texts
 from llm_finetuning.pipelines.scoring.params import ScoringParams
+from tests.pipelines.scoring.conftest import model_params
 
 ROWS = 600
 
@@ -43,7 +44,7 @@ def test_real_reviews_are_all_scored_and_long_ones_truncated(
     )
     source = TextSourceDataset(path=str(path)).load()
     store = ChunkStoreDataset(path=str(tmp_path / "partial")).load()
-    chunks, report = score_texts(source, classifier, store, params, 128)
+    chunks, report = score_texts(source, classifier, store, params, model_params(128))
     output = AtomicParquetDataset(path=str(tmp_path / "scored.parquet"))
     output.save(chunks)
     scored = output.load()

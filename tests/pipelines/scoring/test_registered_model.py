@@ -10,7 +10,7 @@ import pytest
 from llm_finetuning.datasets import ChunkStoreDataset, TextSourceDataset
 from llm_finetuning.pipelines.scoring.nodes import score_texts
 from llm_finetuning.pipelines.scoring.params import ScoringParams
-from tests.pipelines.scoring.conftest import MAX_LENGTH, write_parquet
+from tests.pipelines.scoring.conftest import MAX_LENGTH, model_params, write_parquet
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ def test_a_registered_alias_scores_like_the_model_folder(
         params = ScoringParams(model=model, progress_bar=False, chunk_size=2)
         source = TextSourceDataset(path=str(path)).load()
         store = ChunkStoreDataset(path=str(tmp_path / f"partial-{len(model)}")).load()
-        chunks, report = score_texts(source, classifier, store, params, MAX_LENGTH)
+        chunks, report = score_texts(source, classifier, store, params, model_params())
         return pa.concat_tables(list(chunks)).to_pandas(), report
 
     registered, report = score("models:/scoring_test_model@champion")

@@ -21,6 +21,7 @@ from llm_finetuning.datasets import (
 )
 from llm_finetuning.pipelines.scoring.nodes import score_texts
 from llm_finetuning.pipelines.scoring.params import ScoringParams
+from tests.pipelines.scoring.conftest import model_params
 from tests.pipelines.scoring.test_real_imdb import imdb_slice
 
 ROWS = 300
@@ -57,7 +58,7 @@ def _score(tmp_path, classifier, path, engine, name):
     )
     source = TextSourceDataset(path=str(path)).load()
     store = ChunkStoreDataset(path=str(tmp_path / f"partial-{name}")).load()
-    scored, report = score_texts(source, classifier, store, params, 128)
+    scored, report = score_texts(source, classifier, store, params, model_params(128))
     output = AtomicParquetDataset(path=str(tmp_path / f"{name}.parquet"))
     output.save(scored)
     frame = output.load().sort_values("review_id").reset_index(drop=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,10 +33,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from llm_finetuning import truncation as truncation_module
 from llm_finetuning.datasets.model_folder import TextClassifier, TextClassifierDataset
 from llm_finetuning.models import LoraParams, model_for_saving
 from llm_finetuning.params import Params
 from llm_finetuning.processes import start_supervised, stop_supervised
+from llm_finetuning.truncation import Truncation, TruncationStrategy
 
 # MLflow loads in the functions that log and sign the model, so the deployment
 # pipelines are built without it.
@@ -48,6 +51,9 @@ SERVING_MODEL_CODE = Path(__file__).with_name("serving_model.py")
 # serving_model.DEFAULT_MAX_REQUEST_BYTES (that file imports mlflow and torch, and runs
 # without this package): the limit a model logged without one is served with.
 DEFAULT_MAX_REQUEST_BYTES = 262_144
+# serving_model.TRUNCATION_MODULE: the name llm_finetuning/truncation.py is logged
+# under beside the served model (its code_paths).
+TRUNCATION_MODULE = "llm_finetuning_truncation"
 TEXT_COLUMN = "text"
 # Requirements of the served model, pinned to the versions that logged it. A local
 # version suffix (torch's "+cpu") is dropped: no index serves it under that name.
@@ -172,11 +178,15 @@ def log_and_register(
     input_example: Sequence[str],
     *,
     max_length: int,
+    truncation: TruncationStrategy = "head",
+    head_tokens: int = 128,
 ) -> dict[str, Any]:
     """Log ``classifier`` as a pyfunc model in the active MLflow run and register it.
 
-    ``max_length`` (``model.max_length``) is where the served model truncates, as
-    training and evaluation do.
+    ``max_length``, ``truncation`` and ``head_tokens`` (the ``model`` parameters) are
+    how the served model cuts long reviews, as training, evaluation and scoring do:
+    they go into the model config, and :mod:`llm_finetuning.truncation` is logged
+    with the model (``code_paths``) so the served model runs the same code.
 
     Returns:
         The record of what was registered: name, version, ``models:/`` URI, run id,
@@ -197,8 +207,11 @@ def log_and_register(
     )
     # MLflow uploads the model from a local folder: stage the TextClassifier there
     # (the same layout training saved) for the duration of the call.
+    cut = Truncation(max_length, truncation, head_tokens)
     with tempfile.TemporaryDirectory(prefix="llm_finetuning_model_") as staging:
         TextClassifierDataset(path=str(Path(staging) / "model")).save(classifier)
+        truncation_code = Path(staging) / f"{TRUNCATION_MODULE}.py"
+        shutil.copyfile(truncation_module.__file__, truncation_code)
         artifacts = {"model": str(Path(staging) / "model")}
         if settings.runtime == "onnx_int8":
             artifacts["onnx"] = str(_onnx_int8_export(classifier, Path(staging)))
@@ -216,9 +229,10 @@ def log_and_register(
                     # the run already has kedro's `runtime` block under that name.
                     "serving_runtime": settings.runtime,
                     "batch_size": settings.batch_size,
-                    "max_length": max_length,
+                    **cut.as_config(),
                     "max_request_bytes": settings.max_request_bytes,
                 },
+                code_paths=[str(truncation_code)],
                 pip_requirements=requirements,
                 signature=model_signature(label_names),
                 input_example=pd.DataFrame({TEXT_COLUMN: list(input_example)}),
@@ -235,7 +249,7 @@ def log_and_register(
         "logged_model_uri": info.model_uri,
         "run_id": run.info.run_id,
         "label_names": label_names,
-        "max_length": max_length,
+        **cut.as_config(),
         "pip_requirements": requirements,
         "max_request_bytes": settings.max_request_bytes,
         "tracking_uri": mlflow.get_tracking_uri(),

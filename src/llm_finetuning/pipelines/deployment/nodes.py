@@ -116,7 +116,12 @@ def register_mlflow_model(
     """
     examples = [text[:INPUT_EXAMPLE_CHARS] for text in test_reviews["text"].head(2)]
     return log_and_register(
-        fine_tuned_model, mlflow_params, examples, max_length=model.max_length
+        fine_tuned_model,
+        mlflow_params,
+        examples,
+        max_length=model.max_length,
+        truncation=model.truncation,
+        head_tokens=model.head_tokens,
     )
 
 

@@ -3,8 +3,11 @@
 MLflow copies this file into the logged model and runs it wherever the model is served
 (``mlflow models serve``, Databricks Model Serving), so it imports only what the model's
 ``pip_requirements`` install: mlflow, pandas, torch, transformers - never
-``llm_finetuning`` itself. LoRA adapters are merged before packaging, so the artifact is
-always a plain model folder.
+``llm_finetuning`` itself. The one exception travels with the model: a copy of
+:mod:`llm_finetuning.truncation` (``code_paths``), so long reviews are cut exactly as in
+training, evaluation and scoring (``max_length``, ``truncation``, ``head_tokens`` in the
+model config). LoRA adapters are merged before packaging, so the artifact is always a
+plain model folder.
 
 Input: review texts (``{"inputs": ["text", ...]}`` or a one-column frame). Output: one
 row per text in the evaluation pipeline's ``test_predictions`` shape: ``predicted_label``
@@ -25,6 +28,17 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+try:
+    # The copy of llm_finetuning/truncation.py logged with the model: MLflow puts the
+    # model's code/ folder on sys.path before it runs this file.
+    from llm_finetuning_truncation import Truncation
+except ModuleNotFoundError:  # imported from the project itself (tests, logging)
+    from llm_finetuning.truncation import Truncation
+
+# The module name the copy is logged under (mlflow_serving.py): unique, so it shadows
+# nothing where the model is served, not even an installed llm_finetuning.
+TRUNCATION_MODULE = "llm_finetuning_truncation"
 
 # Used where the model config has no limit (models logged before it had one).
 DEFAULT_MAX_REQUEST_BYTES = 262_144
@@ -145,8 +159,10 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
             # Decoder models (GPT-2, Llama) ship without one; the head pools the last
             # non-pad token, so EOS as pad does not change the prediction.
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.max_length = int(
-            config.get("max_length") or self.tokenizer.model_max_length
+        # A model logged before truncation was configurable has only max_length:
+        # it cut the head, and still does.
+        self.truncation = Truncation.from_config(
+            config, default_max_length=self.tokenizer.model_max_length
         )
         self.batch_size = int(config.get("batch_size", 16))
         self.max_request_bytes = config.get(
@@ -186,11 +202,14 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in rows],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
+                encoded = self.truncation.encode(
+                    self.tokenizer, [texts[i] for i in rows]
+                )
+                batch = self.tokenizer.pad(
+                    {
+                        "input_ids": encoded.input_ids,
+                        "attention_mask": encoded.attention_mask,
+                    },
                     return_tensors="pt",
                 )
                 probabilities[rows] = torch.softmax(self._logits(batch), dim=-1)

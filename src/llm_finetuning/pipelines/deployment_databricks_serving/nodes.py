@@ -73,6 +73,8 @@ def register_uc_model(
         ),
         examples,
         max_length=model.max_length,
+        truncation=model.truncation,
+        head_tokens=model.head_tokens,
     )
     mlflow.MlflowClient().set_registered_model_alias(
         serving.registered_model_name, serving.alias, record["version"]

@@ -2,7 +2,8 @@
 
 :func:`score_batch` is what both engines run on their rows (the local engine on a
 chunk, the Spark engine on each Arrow batch of a partition): it checks the texts,
-tokenizes them like training (``model.max_length``, truncation on), and runs the
+cuts them like training (:mod:`llm_finetuning.truncation`: ``model.max_length``,
+``model.truncation``, ``model.head_tokens``), and runs the
 evaluation pipeline's batched inference
 (:func:`~llm_finetuning.pipelines.evaluation.inference.predict_probabilities`: longest
 first, padded per batch). Heavy imports (torch, transformers) live here, not in
@@ -30,6 +31,7 @@ from llm_finetuning.pipelines.evaluation.inference import (
     predict_probabilities,
 )
 from llm_finetuning.pipelines.scoring.params import ScoringParams
+from llm_finetuning.truncation import Truncation
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +52,15 @@ class ScoringModel:
     ``location`` is where another process (a Spark worker) loads the same model: a
     model folder or an MLflow model URI. ``runtime``, when set, runs the model instead
     of torch (an :class:`~.onnx_runtime.OnnxClassifier`: ``scoring.runtime``).
+    ``truncation`` is how texts are cut: the ``model`` parameters, or what an MLflow
+    model was logged with.
     """
 
     classifier: TextClassifier
     identity: str
     location: str | None = None
     runtime: Any = None
+    truncation: Truncation = Truncation(512)
 
     @property
     def label_names(self) -> list[str]:
@@ -101,20 +106,48 @@ def load_mlflow_classifier(uri: str) -> TextClassifier:
             "(llm_finetuning.serving_model.TextClassifierModel): its python model "
             f"{type(python_model).__name__} has no transformers model and tokenizer"
         )
-    return TextClassifier(model=model, tokenizer=tokenizer, metadata={"uri": uri})
+    metadata: dict[str, Any] = {"uri": uri}
+    served_cut = getattr(python_model, "truncation", None)
+    if served_cut is not None:  # models logged before it was configurable have none
+        metadata["truncation"] = served_cut.as_config()
+    return TextClassifier(model=model, tokenizer=tokenizer, metadata=metadata)
 
 
 def resolve_model(
-    fine_tuned_model: TextClassifier, params: ScoringParams, folder: str | None = None
+    fine_tuned_model: TextClassifier,
+    params: ScoringParams,
+    truncation: Truncation,
+    folder: str | None = None,
 ) -> ScoringModel:
-    """The catalog's model folder, or the MLflow model ``params.model`` names."""
+    """The catalog's model folder, or the MLflow model ``params.model`` names.
+
+    The folder is scored with ``truncation`` (the ``model`` parameters). An MLflow
+    model is scored as it was logged to cut texts, so its scores equal its served
+    answers; a difference from ``truncation`` is logged.
+    """
     if params.uses_catalog_model:
         classifier = fine_tuned_model
-        scoring_model = ScoringModel(classifier, folder_fingerprint(classifier), folder)
+        scoring_model = ScoringModel(
+            classifier, folder_fingerprint(classifier), folder, truncation=truncation
+        )
     else:
         identity = registered_identity(params.model)
         classifier = load_mlflow_classifier(identity)
-        scoring_model = ScoringModel(classifier, identity, identity)
+        served = classifier.metadata.get("truncation")
+        cut = (
+            Truncation.from_config(served, truncation.max_length)
+            if served
+            else truncation
+        )
+        if cut != truncation:
+            logger.warning(
+                "%s was logged to cut texts as %s, the model parameters say %s: "
+                "scoring it as it serves",
+                identity,
+                cut.as_config(),
+                truncation.as_config(),
+            )
+        scoring_model = ScoringModel(classifier, identity, identity, truncation=cut)
     tokenizer = classifier.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -156,16 +189,15 @@ def score_batch(
     id_column: str | None,
     first_row: int,
     batch_size: int,
-    max_length: int,
     device: str = "auto",
     scored_at: datetime | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Predictions for every row of ``batch``, in its order, and what was counted.
 
     Rows whose text is null, empty or not a string get null predictions and an
-    ``invalid_reason``; the others are truncated at ``max_length`` tokens like the
-    training data. ``first_row`` is the batch's position in the input (for
-    ``row_id`` when there is no id column).
+    ``invalid_reason``; the others are cut to ``model.truncation`` like the training
+    data. ``first_row`` is the batch's position in the input (for ``row_id`` when
+    there is no id column).
     """
     texts = batch.column(text_column).to_pylist()
     n = len(texts)
@@ -180,15 +212,12 @@ def score_batch(
     truncated = 0
     if valid:
         tokenizer = model.classifier.tokenizer
-        encoded = tokenizer(
-            [texts[i] for i in valid], truncation=True, max_length=max_length
-        )
-        if encoded.encodings is not None:  # fast tokenizers keep what was cut off
-            truncated = sum(bool(e.overflowing) for e in encoded.encodings)
+        encoded = model.truncation.encode(tokenizer, [texts[i] for i in valid])
+        truncated = encoded.truncated
         columns = {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
-            "length": [len(ids) for ids in encoded["input_ids"]],
+            "input_ids": encoded.input_ids,
+            "attention_mask": encoded.attention_mask,
+            "length": [len(ids) for ids in encoded.input_ids],
         }
         if model.runtime is not None:
             probabilities[valid] = model.runtime.predict_probabilities(
@@ -283,7 +312,6 @@ def score_locally(
     model: ScoringModel,
     store: Any,
     params: ScoringParams,
-    max_length: int,
 ) -> tuple[Any, dict[str, Any]]:
     """Score ``source`` chunk by chunk into ``store``; the assembled chunks and the report.
 
@@ -304,9 +332,11 @@ def score_locally(
         "text_column": params.text_column,
         "id_column": params.id_column,
         "chunk_size": params.chunk_size,
-        "max_length": max_length,
+        "max_length": model.truncation.max_length,
         "labels": model.label_names,
     }
+    if model.truncation.strategy != "head":  # head: the keys of earlier runs still hold
+        facts["truncation"] = model.truncation.as_config()
     if params.runtime != "torch":  # int8 probabilities differ: never mix the chunks
         facts["runtime"] = params.runtime
     job = store.job(job_key(facts), facts)
@@ -339,7 +369,6 @@ def score_locally(
                     id_column=params.id_column,
                     first_row=index * params.chunk_size,
                     batch_size=params.batch_size,
-                    max_length=max_length,
                     device=params.device,
                 )
                 job.write(index, table, stats)
@@ -354,6 +383,7 @@ def score_locally(
         "model": model.identity,
         "engine": "local",
         "runtime": params.runtime,
+        "truncation": model.truncation.as_config(),
         "chunks": n_chunks,
         "chunks_resumed": len(done & set(range(n_chunks))),
         **stats,
@@ -368,12 +398,13 @@ def score_locally(
 
 def log_report(report: dict[str, Any]) -> None:
     logger.info(
-        "Scored %d of %d rows of %s with %s (%d truncated at max_length)",
+        "Scored %d of %d rows of %s with %s (%d cut to %s)",
         report["scored"],
         report["rows"],
         report["source"],
         report["model"],
         report["truncated"],
+        report.get("truncation"),
     )
     if report["invalid"]:
         logger.warning(

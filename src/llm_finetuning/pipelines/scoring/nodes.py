@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_finetuning.models import ModelParams
 from llm_finetuning.pipelines.scoring.params import ScoringParams
+from llm_finetuning.truncation import Truncation
 
 
 def score_texts(
@@ -21,7 +23,7 @@ def score_texts(
     fine_tuned_model: Any,
     scoring_chunks: Any,
     scoring: ScoringParams,
-    max_length: int,
+    model: ModelParams,
 ) -> tuple[Any, dict[str, Any]]:
     """Predicted label, its name and one probability per class for every input row.
 
@@ -33,7 +35,9 @@ def score_texts(
         scoring_chunks: The :class:`~llm_finetuning.datasets.ChunkStore` where the
             local engine keeps finished chunks until the output is written.
         scoring: The ``scoring`` parameters (validated by Kedro before the run).
-        max_length: ``model.max_length``: texts are truncated to it, as in training.
+        model: The ``model`` parameters: texts are cut as in training
+            (``max_length``, ``truncation``, ``head_tokens``). An MLflow model cuts as
+            its config says (how it was logged), so scored and served answers agree.
 
     Returns:
         ``scored_texts`` (chunks, or a Spark ``DataFrame``) and ``scoring_report``
@@ -42,7 +46,8 @@ def score_texts(
     from llm_finetuning.pipelines.scoring.engine import resolve_model, score_locally
 
     spark_input = type(texts_to_score).__module__.startswith("pyspark")
-    model = resolve_model(fine_tuned_model, scoring)
+    truncation = Truncation(model.max_length, model.truncation, model.head_tokens)
+    scoring_model = resolve_model(fine_tuned_model, scoring, truncation)
     if scoring.runtime != "torch":
         if scoring.engine == "spark":
             raise ValueError(
@@ -51,8 +56,8 @@ def score_texts(
             )
         from llm_finetuning.pipelines.scoring.onnx_runtime import OnnxClassifier
 
-        model.runtime = OnnxClassifier.from_classifier(
-            model.classifier,
+        scoring_model.runtime = OnnxClassifier.from_classifier(
+            scoring_model.classifier,
             scoring.onnx_cache_dir,
             quantized=scoring.runtime == "onnx_int8",
             num_threads=scoring.num_threads,
@@ -60,12 +65,10 @@ def score_texts(
     if scoring.engine == "spark":
         from llm_finetuning.pipelines.scoring.spark_engine import score_with_spark
 
-        return score_with_spark(
-            texts_to_score, model, scoring_chunks, scoring, max_length
-        )
+        return score_with_spark(texts_to_score, scoring_model, scoring_chunks, scoring)
     if spark_input:
         raise ValueError(
             "texts_to_score is a Spark DataFrame: set scoring.engine to 'spark' "
             "(the local engine reads Parquet, CSV, JSON Lines or Hugging Face files)"
         )
-    return score_locally(texts_to_score, model, scoring_chunks, scoring, max_length)
+    return score_locally(texts_to_score, scoring_model, scoring_chunks, scoring)

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from llm_finetuning.truncation import TruncationStrategy, encode_texts
+
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx_int8")
@@ -321,15 +323,21 @@ class OnnxClassifier:
         return probabilities
 
     def predict_texts(
-        self, texts: Sequence[str], *, max_length: int, batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        *,
+        max_length: int,
+        truncation: TruncationStrategy = "head",
+        head_tokens: int = 128,
+        batch_size: int = 32,
     ) -> np.ndarray:
-        """Probabilities for raw texts, truncated at ``max_length`` tokens like training."""
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=max_length)
+        """Probabilities for raw texts, cut like training (``model.max_length``,
+        ``model.truncation``, ``model.head_tokens``: :mod:`llm_finetuning.truncation`)."""
+        encoded = encode_texts(
+            self.tokenizer, texts, max_length, truncation, head_tokens
+        )
         return self.predict_probabilities(
-            {
-                "input_ids": encoded["input_ids"],
-                "attention_mask": encoded["attention_mask"],
-            },
+            {"input_ids": encoded.input_ids, "attention_mask": encoded.attention_mask},
             batch_size=batch_size,
         )
 

@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "fine_tuned_model",
                     "scoring_chunks",
                     "params:scoring",
-                    "params:model.max_length",
+                    "params:model",
                 ],
                 outputs=["scored_texts", "scoring_report"],
                 name="score_texts",

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from llm_finetuning.pipelines.scoring.engine import (
     score_batch,
 )
 from llm_finetuning.pipelines.scoring.params import ScoringParams
+from llm_finetuning.truncation import Truncation
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +105,19 @@ def score_partition(
     text_column: str,
     id_column: str,
     batch_size: int,
-    max_length: int,
+    truncation: Truncation,
     device: str,
     num_threads: int,
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function: score each Arrow batch of a partition."""
+    """``mapInArrow`` function: score each Arrow batch of a partition.
+
+    Texts are cut as the driver says (``truncation``), not as the worker's copy of
+    the model would default to, so both engines cut alike.
+    """
     import torch
 
     torch.set_num_threads(num_threads)
-    model = _worker_model(location, identity)
+    model = replace(_worker_model(location, identity), truncation=truncation)
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -122,7 +128,6 @@ def score_partition(
             id_column=id_column,
             first_row=0,
             batch_size=batch_size,
-            max_length=max_length,
             device=device,
         )
         yield from table.to_batches()
@@ -150,7 +155,6 @@ def score_with_spark(
     model: ScoringModel,
     store: Any,
     params: ScoringParams,
-    max_length: int,
 ) -> tuple[Any, dict[str, Any]]:
     """The scored rows as a (persisted) Spark DataFrame, and the report."""
     from pyspark import StorageLevel
@@ -202,7 +206,7 @@ def score_with_spark(
             text_column=params.text_column,
             id_column=id_column,
             batch_size=params.batch_size,
-            max_length=max_length,
+            truncation=model.truncation,
             device=params.device,
             num_threads=params.num_threads or 1,
         ),
@@ -220,6 +224,7 @@ def score_with_spark(
         "source": described,
         "model": model.identity,
         "engine": "spark",
+        "truncation": model.truncation.as_config(),
         "partitions": scored.rdd.getNumPartitions(),
         "rows": rows,
         "scored": rows - sum(invalid.values()),
