@@ -24,7 +24,7 @@ from transformers import Trainer, TrainingArguments
 
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
 from llm_finetuning.models import ModelParams, build_classifier, load_tokenizer
-from llm_finetuning.pipelines.data_processing.nodes import tokenize_splits
+from llm_finetuning.pipelines.data_processing import nodes as data_processing_nodes
 from llm_finetuning.pipelines.training import trainer as trainer_module
 from llm_finetuning.pipelines.training.trainer import DynamicPaddingCollator, fit
 
@@ -119,11 +119,28 @@ def logits(classifier: TextClassifier, dataset: Any) -> torch.Tensor:
 def test_lora_steps_on_imdb_then_the_saved_folder_predicts_the_same(
     smollm2, smollm2_params, imdb_dir, tmp_path, monkeypatch
 ):
+    # tokenize_splits and fit load the tokenizer and build the model themselves, with
+    # these same parameters, through the same functions the fixture ran: GGUF parsing
+    # and dequantising again would cost as much CPU as the rest of the test, so they
+    # get the fixture's tokenizer and a copy of its model.
+    def tokenizer_once(spec):
+        assert spec == smollm2_params
+        return smollm2.tokenizer
+
+    def factory_once(spec, tokenizer, label_names):
+        assert spec == smollm2_params and list(label_names) == LABELS
+        assert tokenizer is smollm2.tokenizer
+        return copy.deepcopy(smollm2.model)
+
+    monkeypatch.setattr(data_processing_nodes, "load_tokenizer", tokenizer_once)
+    monkeypatch.setattr(trainer_module, "load_tokenizer", tokenizer_once)
+    monkeypatch.setattr(trainer_module, "build_classifier", factory_once)
+
     frames = {
         "train": imdb_frame(imdb_dir / "train.parquet", 2 * STEPS),
         "test": imdb_frame(imdb_dir / "test.parquet", 4),
     }
-    tokenized, _ = tokenize_splits(
+    tokenized, _ = data_processing_nodes.tokenize_splits(
         frames["train"],
         frames["train"].head(0),
         frames["test"],
@@ -132,15 +149,6 @@ def test_lora_steps_on_imdb_then_the_saved_folder_predicts_the_same(
     )
     assert max(tokenized["train"]["length"]) == MAX_LENGTH  # real reviews, truncated
 
-    # fit builds its model through the factory; dequantising again would cost as much
-    # as the rest of the test, so it gets a copy of the fixture's, made from the same
-    # parameters by the same factory.
-    def factory_once(spec, tokenizer, label_names):
-        assert spec == smollm2_params and list(label_names) == LABELS
-        assert tokenizer.pad_token_id == smollm2.tokenizer.pad_token_id
-        return copy.deepcopy(smollm2.model)
-
-    monkeypatch.setattr(trainer_module, "build_classifier", factory_once)
     training = {
         "max_steps": STEPS,
         "batch_size": 2,
