@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llm_finetuning.datasets.acl_imdb import AclImdbDataset
     from llm_finetuning.datasets.arrow import AtomicArrowDataset
+    from llm_finetuning.datasets.optional import OptionalDataset
     from llm_finetuning.datasets.model_folder import (
         TextClassifier,
         TextClassifierDataset,
@@ -30,6 +31,7 @@ _EXPORTS = {
     "AtomicParquetDataset": "scored_table",
     "ChunkStore": "scored_table",
     "ChunkStoreDataset": "scored_table",
+    "OptionalDataset": "optional",
     "TextClassifier": "model_folder",
     "TextClassifierDataset": "model_folder",
     "TextSource": "text_source",
@@ -42,6 +44,7 @@ __all__ = [
     "AtomicParquetDataset",
     "ChunkStore",
     "ChunkStoreDataset",
+    "OptionalDataset",
     "TextClassifier",
     "TextClassifierDataset",
     "TextSource",
