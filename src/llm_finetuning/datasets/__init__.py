@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llm_finetuning.datasets.acl_imdb import AclImdbDataset
     from llm_finetuning.datasets.arrow import AtomicArrowDataset
-    from llm_finetuning.datasets.optional import OptionalDataset
     from llm_finetuning.datasets.model_folder import (
         TextClassifier,
         TextClassifierDataset,
     )
+    from llm_finetuning.datasets.optional import OptionalDataset
     from llm_finetuning.datasets.scored_table import (
         AtomicParquetDataset,
         ChunkStore,
