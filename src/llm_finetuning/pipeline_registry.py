@@ -35,9 +35,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     ``deployment``. Each pipeline of :data:`COMPARED` ends with ``model_comparison``
     (one node, the same in each, so sums of them hold it once).
     """
+    from llm_finetuning.pipelines.model_comparison import create_pipeline
+
+    # Kedro finds only the pipelines a run names: append to those found.
     pipelines = find_pipelines(raise_errors=True)
-    comparison = pipelines["model_comparison"]
-    for name in COMPARED:
+    comparison = create_pipeline()
+    for name in set(COMPARED) & set(pipelines):
         pipelines[name] = pipelines[name] + comparison
     pipelines["__default__"] = sum(
         (
