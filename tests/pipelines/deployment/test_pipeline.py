@@ -502,7 +502,38 @@ def test_mlflow_target_registers_serves_and_checks_the_model(run_kedro, tmp_path
     cleanup = read_json(tmp_path, f"{REPORTING}/mlflow_cleanup_report.json")
     assert cleanup["port_closed"] and cleanup["server_stopped"]
 
+    # One comparison of every model on the rows the served model answered.
+    comparison = read_json(tmp_path, "data/08_reporting/model_comparison.json")
+    models = comparison["models"]
+    assert list(models) == [
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+        "mlflow_serving",
+    ]
+    assert comparison["n_common_rows"] == 12
+    assert {m["n_rows"] for m in models.values()} == {12}
+    assert set(comparison["limited_to_common_rows"]) == {
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+    }
+    # served == offline, so the served model's figures are the fine-tuned model's
+    assert models["mlflow_serving"]["accuracy"] == models["fine_tuned"]["accuracy"]
+    assert models["mlflow_serving"]["reference_minus_model"]["accuracy"] == {
+        "value": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+    }
+    assert (
+        models["mlflow_serving"]["latency_ms_per_prediction"]
+        == (report["latency_ms_p50"])
+    )
+    assert models["fine_tuned"]["training_cost"]["seconds"] > 0
+    assert "azure_openai" in comparison["not_compared"]
+
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert "model_comparison.mlflow_serving.accuracy" in run.data.metrics
     assert "deployment.mlflow.serving.latency_ms_p95" in run.data.metrics
     assert "deployment.mlflow.test.accuracy" in run.data.metrics
     assert (tmp_path / REPORTING / "mlflow_serving/confusion_matrix.png").is_file()
