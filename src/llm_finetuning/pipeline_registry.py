@@ -12,6 +12,16 @@ NEEDS_A_SERVICE = (
     "deployment_azure_openai",
     "deployment_databricks_serving",
 )
+# Pipelines that produce a model of the comparison report: each ends with the
+# ``model_comparison`` node, so whichever of them runs rebuilds the report (with the
+# other models read from disk, when they have run).
+COMPARED = (
+    "evaluation",
+    "deployment",
+    "deployment_mlflow",
+    "deployment_azure_openai",
+    "deployment_databricks_serving",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -22,9 +32,16 @@ def register_pipelines() -> dict[str, Pipeline]:
     ``deployment_azure_openai_dry_run``), ``deployment_databricks_serving``,
     ``deployment`` the MLflow and Azure targets. The default is every pipeline that
     works without a cloud service: the MLflow target and the Azure dry run stand in for
-    ``deployment``.
+    ``deployment``. Each pipeline of :data:`COMPARED` ends with ``model_comparison``
+    (one node, the same in each, so sums of them hold it once).
     """
+    from llm_finetuning.pipelines.model_comparison import create_pipeline
+
+    # Kedro finds only the pipelines a run names: append to those found.
     pipelines = find_pipelines(raise_errors=True)
+    comparison = create_pipeline()
+    for name in set(COMPARED) & set(pipelines):
+        pipelines[name] = pipelines[name] + comparison
     pipelines["__default__"] = sum(
         (
             p

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         TextClassifier,
         TextClassifierDataset,
     )
+    from llm_finetuning.datasets.optional import OptionalDataset
     from llm_finetuning.datasets.scored_table import (
         AtomicParquetDataset,
         ChunkStore,
@@ -30,6 +31,7 @@ _EXPORTS = {
     "AtomicParquetDataset": "scored_table",
     "ChunkStore": "scored_table",
     "ChunkStoreDataset": "scored_table",
+    "OptionalDataset": "optional",
     "TextClassifier": "model_folder",
     "TextClassifierDataset": "model_folder",
     "TextSource": "text_source",
@@ -42,6 +44,7 @@ __all__ = [
     "AtomicParquetDataset",
     "ChunkStore",
     "ChunkStoreDataset",
+    "OptionalDataset",
     "TextClassifier",
     "TextClassifierDataset",
     "TextSource",

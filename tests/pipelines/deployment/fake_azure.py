@@ -22,7 +22,8 @@ read of either advances the deployment; ``Succeeded`` after
 
 Scenarios: ``job_outcome`` (``succeeded``, ``failed``, ``cancelled``, ``never``),
 ``deployment_outcome`` (``Succeeded``, ``Failed``), ``answer`` (the model's answer to a
-review), :meth:`FakeAzure.fail_next` for 429 (with ``Retry-After``) or 5xx answers
+review; ``answers_by_deployment`` for some deployments, such as one added by
+:meth:`FakeAzure.add_existing_deployment`), :meth:`FakeAzure.fail_next` for 429 (with ``Retry-After``) or 5xx answers
 before the real one, and :meth:`FakeAzure.lose_answer` for a request that takes effect
 but is answered with a 5xx (or too late: a client timeout). ``job_outcome = "never"``
 keeps jobs running until a test sets another outcome. ``uploads`` and ``jobs_created``
@@ -96,6 +97,10 @@ class FakeAzure:
     deployment_outcome: str = "Succeeded"
     deployment_polls_until_done: int = 2
     answer: Callable[[str], str | None] = keyword_answer
+    # another answer function for some deployments (a base model's, say)
+    answers_by_deployment: dict[str, Callable[[str], str | None]] = field(
+        default_factory=dict
+    )
     results_base64: bool = True
     requests: list[Recorded] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -143,6 +148,21 @@ class FakeAzure:
         return {"SSL_CERT_FILE": self.ca_file, "REQUESTS_CA_BUNDLE": self.ca_file}
 
     # -- scenarios
+
+    def add_existing_deployment(self, name: str, model: str = "gpt-4o-mini") -> None:
+        """A deployment the resource had before the run (a base model's), ready."""
+        self.deployments[name] = {
+            "id": f"/deployments/{name}",
+            "name": name,
+            "type": "Microsoft.CognitiveServices/accounts/deployments",
+            "sku": {"name": "GlobalStandard", "capacity": 10},
+            "properties": {
+                "model": {"format": "OpenAI", "name": model, "version": "2024-07-18"},
+                "provisioningState": "Succeeded",
+            },
+            "_polls": 0,
+            "_operation": None,
+        }
 
     def fail_next(
         self,
@@ -522,7 +542,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(
                 400, "invalid_request", "expected system and user messages"
             )
-        answer = self.fake.answer(messages[-1]["content"])
+        answer_for = self.fake.answers_by_deployment.get(deployment, self.fake.answer)
+        answer = answer_for(messages[-1]["content"])
         finish_reason = "content_filter" if answer is None else "stop"
         return self._send(
             200,

@@ -187,6 +187,89 @@ def test_azure_flow_fine_tunes_deploys_scores_and_cleans_up_without_leaking_the_
     )
 
 
+def write_local_predictions(tmp_path: Path, test: pd.DataFrame) -> None:
+    """What the evaluation pipeline leaves: the fine-tuned model right on every test
+    row, the majority class on half of them, TF-IDF wrong on every fourth."""
+    from llm_finetuning.predictions import predictions_frame
+
+    labels = test["label"].to_numpy()
+    folder = tmp_path / "data/07_model_output"
+    (folder / "baselines").mkdir(parents=True)
+    for name, predicted in (
+        ("test_predictions", labels),
+        ("baselines/majority_class_predictions", labels * 0 + 1),
+        ("baselines/tfidf_logreg_predictions", labels ^ (test["row_id"] % 4 == 0)),
+    ):
+        predictions_frame(
+            test["row_id"], labels, LABEL_NAMES, predicted_labels=predicted
+        ).to_parquet(folder / f"{name}.parquet")
+
+
+def test_the_comparison_puts_both_azure_models_beside_the_local_ones_on_the_same_rows(
+    run_kedro, review_splits, fake_azure, tmp_path
+):
+    write_local_predictions(tmp_path, review_splits["test"])
+    fake_azure.add_existing_deployment("gpt-4o-mini")
+    fake_azure.answers_by_deployment["gpt-4o-mini"] = lambda review: "positive"
+    run_azure(run_kedro, azure_params(fake_azure, base_model_deployment="gpt-4o-mini"))
+
+    fine_tuned = pd.read_parquet(
+        tmp_path
+        / "data/07_model_output/deployment/azure_openai_test_predictions.parquet"
+    )
+    base = pd.read_parquet(
+        tmp_path
+        / "data/07_model_output/deployment/azure_openai_base_predictions.parquet"
+    )
+    assert base["row_id"].tolist() == fine_tuned["row_id"].tolist()
+    assert set(base["predicted_label"]) == {1} and base["latency_ms"].gt(0).all()
+    # The base model is asked after the billed fine-tuned deployment is deleted, and
+    # its own deployment is left alone.
+    paths = [r.path for r in fake_azure.requests]
+    deleted = max(i for i, r in enumerate(fake_azure.requests) if r.method == "DELETE")
+    asked_base = [i for i, p in enumerate(paths) if "/gpt-4o-mini/chat" in p]
+    assert len(asked_base) == 12 and min(asked_base) > deleted
+    assert "gpt-4o-mini" in fake_azure.deployments
+
+    comparison = read_json(tmp_path, "data/08_reporting/model_comparison.json")
+    models = comparison["models"]
+    assert list(models) == [
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+        "azure_openai_base",
+        "azure_openai",
+    ]
+    assert comparison["n_common_rows"] == 12 == len(fine_tuned)
+    assert {m["n_rows"] for m in models.values()} == {12}
+    assert comparison["limited_to_common_rows"] == [
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+    ]
+    assert set(comparison["not_compared"]) == {"mlflow_serving", "databricks_serving"}
+    expected = (fine_tuned["predicted_label"] == fine_tuned["label"]).mean()
+    assert models["azure_openai"]["accuracy"]["value"] == pytest.approx(expected)
+    gap = models["azure_openai"]["reference_minus_model"]["accuracy"]["value"]
+    assert gap == pytest.approx(1 - expected)
+    assert models["azure_openai"]["latency_ms_per_prediction"] > 0
+    # 12,345 trained tokens (the fake's job) at the default 3.30 USD per 1M tokens
+    assert models["azure_openai"]["training_cost"]["usd"] == pytest.approx(0.0407, 1e-2)
+    assert models["azure_openai"]["cost_per_1000_predictions"]["text"].startswith(
+        "n/a (prices not set; 50 + 1.0 tokens"
+    )
+    table = (tmp_path / "data/08_reporting/model_comparison.md").read_text()
+    assert "| Azure OpenAI base model, zero-shot |" in table
+    assert "same **12 test rows**" in table
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert "model_comparison.azure_openai_base.accuracy" in run.data.metrics
+    assert "model_comparison.azure_openai.reference_minus_model.accuracy.ci_low" in (
+        run.data.metrics
+    )
+
+
 def test_garbage_answers_count_as_errors(
     run_kedro, review_splits, fake_azure, tmp_path
 ):
@@ -292,10 +375,18 @@ def test_dry_run_writes_and_validates_the_files_and_request_without_calling_azur
 def test_each_target_needs_only_its_own_inputs():
     from kedro.framework.project import configure_project, pipelines
 
+    from llm_finetuning.pipelines.model_comparison.pipeline import OPTIONAL_INPUTS
+
     configure_project(
         "llm_finetuning"
     )  # forgets the pipelines an earlier run asked for
-    azure = pipelines["deployment_azure_openai"].inputs()
+
+    def required(name: str) -> set[str]:
+        # The model comparison each target ends with reads every model's predictions
+        # as OptionalDatasets (None when that model has not run): not needed.
+        return pipelines[name].inputs() - OPTIONAL_INPUTS
+
+    azure = required("deployment_azure_openai")
     assert {
         "train_reviews",
         "validation_reviews",
@@ -303,8 +394,9 @@ def test_each_target_needs_only_its_own_inputs():
         "label_names",
     } <= azure
     assert not azure & {"fine_tuned_model", "test_predictions"}
-    mlflow_inputs = pipelines["deployment_mlflow"].inputs()
-    assert {"fine_tuned_model", "test_predictions"} <= mlflow_inputs
+    mlflow_inputs = required("deployment_mlflow")
+    assert "fine_tuned_model" in mlflow_inputs
+    assert "test_predictions" in pipelines["deployment_mlflow"].inputs()
     assert not any(name.startswith("azure_openai") for name in mlflow_inputs)
     both = pipelines["deployment_mlflow"] + pipelines["deployment_azure_openai"]
     assert {n.name for n in pipelines["deployment"].nodes} == {
@@ -314,9 +406,12 @@ def test_each_target_needs_only_its_own_inputs():
     default = {node.name for node in pipelines["__default__"].nodes}
     assert "build_fine_tuning_request" in default and "register_mlflow_model" in default
     assert "submit_fine_tuning_job" not in default
-    # Nor does it need a Databricks workspace.
+    # Nor does it need a Databricks workspace (the model comparison, in both, does not).
     databricks = {n.name for n in pipelines["deployment_databricks_serving"].nodes}
-    assert databricks and not databricks & default
+    assert databricks & default == {"compare_models"}
+    # Every target, and the evaluation, ends with the one model comparison.
+    for name in ("evaluation", "deployment_mlflow", "deployment_azure_openai"):
+        assert "compare_models" in {n.name for n in pipelines[name].nodes}
     # Deployed models are scored by the evaluation's scoring pipeline, namespaced.
     assert "azure_openai.score_test_predictions" in {
         n.name for n in pipelines["deployment_azure_openai"].nodes
@@ -407,7 +502,38 @@ def test_mlflow_target_registers_serves_and_checks_the_model(run_kedro, tmp_path
     cleanup = read_json(tmp_path, f"{REPORTING}/mlflow_cleanup_report.json")
     assert cleanup["port_closed"] and cleanup["server_stopped"]
 
+    # One comparison of every model on the rows the served model answered.
+    comparison = read_json(tmp_path, "data/08_reporting/model_comparison.json")
+    models = comparison["models"]
+    assert list(models) == [
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+        "mlflow_serving",
+    ]
+    assert comparison["n_common_rows"] == 12
+    assert {m["n_rows"] for m in models.values()} == {12}
+    assert set(comparison["limited_to_common_rows"]) == {
+        "fine_tuned",
+        "majority_class",
+        "tfidf_logreg",
+    }
+    # served == offline, so the served model's figures are the fine-tuned model's
+    assert models["mlflow_serving"]["accuracy"] == models["fine_tuned"]["accuracy"]
+    assert models["mlflow_serving"]["reference_minus_model"]["accuracy"] == {
+        "value": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+    }
+    assert (
+        models["mlflow_serving"]["latency_ms_per_prediction"]
+        == (report["latency_ms_p50"])
+    )
+    assert models["fine_tuned"]["training_cost"]["seconds"] > 0
+    assert "azure_openai" in comparison["not_compared"]
+
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert "model_comparison.mlflow_serving.accuracy" in run.data.metrics
     assert "deployment.mlflow.serving.latency_ms_p95" in run.data.metrics
     assert "deployment.mlflow.test.accuracy" in run.data.metrics
     assert (tmp_path / REPORTING / "mlflow_serving/confusion_matrix.png").is_file()

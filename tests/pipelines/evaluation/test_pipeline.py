@@ -67,6 +67,11 @@ def test_test_env_runs_data_processing_training_and_evaluation(
     table = (reporting / "baseline_comparison.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 5  # header, separator, three models
+    # The model comparison (appended to the evaluation): no deployed model has run.
+    models = json.loads((reporting / "model_comparison.json").read_text())
+    assert list(models["models"]) == ["fine_tuned", "majority_class", "tfidf_logreg"]
+    assert models["n_common_rows"] == len(test_reviews)
+    assert models["not_compared"]["mlflow_serving"]["reason"].startswith("not run")
     mistakes = pd.read_csv(reporting / "error_analysis.csv")
     assert set(mistakes["row_id"]) <= set(test_reviews["row_id"])
     for png in (

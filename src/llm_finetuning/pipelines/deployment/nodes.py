@@ -192,8 +192,14 @@ def compare_served_with_offline(
     noise between batchings).
 
     Raises:
-        ValueError: naming the disagreeing ``row_id`` s.
+        ValueError: naming the disagreeing ``row_id`` s, or when there are no offline
+            predictions (``test_predictions`` loads ``None`` until evaluation wrote it).
     """
+    if test_predictions is None:
+        raise ValueError(
+            "test_predictions has not been written: run the evaluation pipeline "
+            "before deployment_mlflow (kedro run --pipelines evaluation)"
+        )
     columns = probability_columns(label_names)
     joined = served_predictions.merge(
         test_predictions[[ROW_ID, LABEL, PREDICTED_LABEL, *columns]],
@@ -611,6 +617,52 @@ def azure_openai_test_sample(
     return sample_reviews(test_reviews, azure_params.examples.test, seed)
 
 
+def _ask(
+    service: AzureOpenAIDataPlane,
+    deployment: str,
+    sample: pd.DataFrame,
+    label_names: Sequence[str],
+    azure_params: AzureOpenAIParams,
+) -> pd.DataFrame:
+    """Ask ``deployment`` about every sampled review: a predictions frame with the
+    ``answer``, ``error``, ``latency_ms``, ``prompt_tokens`` and ``completion_tokens``
+    of each request (the model comparison reads the last three)."""
+    words = _label_words(label_names, azure_params)
+    completions = []
+    for text in sample["text"]:
+        completion = service.complete_with_usage(
+            deployment, azure_params.system_prompt, text
+        )
+        if not completions:
+            # Smoke test: the first review shows the deployment answers at all
+            # (an HTTP error has raised by now).
+            logger.info("Deployment %s answers: %r", deployment, completion.answer)
+        completions.append(completion)
+    predicted = [parse_label_word(c.answer, words) for c in completions]
+    frame = predictions_frame(
+        sample[ROW_ID], sample[LABEL], label_names, predicted_labels=predicted
+    )
+    for column, dtype in (
+        ("answer", "object"),
+        ("error", "object"),
+        ("latency_ms", "float64"),
+        ("prompt_tokens", "Int64"),
+        ("completion_tokens", "Int64"),
+    ):
+        values = [getattr(c, column) for c in completions]
+        frame[column] = pd.Series(values, index=frame.index, dtype=dtype)
+    unparseable = sum(p == INVALID_LABEL for p in predicted)
+    if unparseable:
+        logger.warning(
+            "%d of %d answers of deployment %s name no label word %s; they count as errors",
+            unparseable,
+            len(predicted),
+            deployment,
+            words,
+        )
+    return frame
+
+
 def predict_with_deployment(
     deployment: dict[str, Any],
     sample: pd.DataFrame,
@@ -625,42 +677,52 @@ def predict_with_deployment(
     ``predicted_label = -1`` and counts as an error in the score.
 
     Returns:
-        ``row_id, label, predicted_label, answer, error`` for the sampled reviews.
+        ``row_id, label, predicted_label, answer, error, latency_ms, prompt_tokens,
+        completion_tokens`` for the sampled reviews.
     """
-    words = _label_words(label_names, azure_params)
     service = _data_plane(credentials, azure_params)
-    name = deployment["deployment"]
     try:
-        answers, errors = [], []
-        for text in sample["text"]:
-            answer, error = service.complete(name, azure_params.system_prompt, text)
-            if not answers:
-                # Smoke test: the first review shows the deployment answers at all
-                # (an HTTP error has raised by now).
-                logger.info("Deployment %s answers: %r", name, answer)
-            answers.append(answer)
-            errors.append(error)
+        return _ask(
+            service, deployment["deployment"], sample, label_names, azure_params
+        )
     except Exception:
         cleanup = azure_params.cleanup
         if cleanup.on_failure and cleanup.delete_deployment:
             _delete_deployment_quietly(_deployments(credentials, azure_params))
         raise
-    predicted = [parse_label_word(a, words) for a in answers]
-    frame = predictions_frame(
-        sample[ROW_ID], sample[LABEL], label_names, predicted_labels=predicted
-    )
-    frame["answer"] = pd.Series(answers, index=frame.index, dtype="object")
-    frame["error"] = pd.Series(errors, index=frame.index, dtype="object")
-    unparseable = sum(p == INVALID_LABEL for p in predicted)
-    if unparseable:
-        logger.warning(
-            "%d of %d answers of deployment %s name no label word %s; they count as errors",
-            unparseable,
-            len(predicted),
-            name,
-            words,
+
+
+def predict_with_base_model(
+    sample: pd.DataFrame,
+    label_names: list[str],
+    credentials: AzureCredentials,
+    azure_params: AzureOpenAIParams,
+    cleanup_report: dict[str, Any],
+) -> pd.DataFrame:
+    """The base model, zero-shot, on the same test sample: the model comparison's
+    "before fine-tuning" row.
+
+    It asks ``base_model_deployment``, an existing deployment of the base model (this
+    pipeline does not create or delete it), the same system prompt and reviews as the
+    fine-tuned deployment. Without one it returns no rows and the comparison says the
+    base model did not run. ``cleanup_report`` is an input only so that this runs after
+    the fine-tuned deployment, billed per hour, is deleted.
+    """
+    name = azure_params.base_model_deployment
+    if name is None:
+        logger.info(
+            "deployment.azure_openai.base_model_deployment is not set: the base model "
+            "is not asked (no 'before fine-tuning' row in the model comparison)"
         )
-    return frame
+        return pd.DataFrame(
+            {
+                column: pd.Series(dtype="int64")
+                for column in (ROW_ID, LABEL, PREDICTED_LABEL)
+            }
+        )
+    return _ask(
+        _data_plane(credentials, azure_params), name, sample, label_names, azure_params
+    )
 
 
 def clean_up_azure_openai(

@@ -4,9 +4,11 @@
 served == offline -> score -> clean up. ``deployment_azure_openai`` (tag
 ``azure_openai``): export JSONL -> validate -> job request (these three alone:
 ``deployment_azure_openai_dry_run``) -> submit the job (its record saved) -> wait for it
--> deploy -> predict -> score -> clean up. Each target scores its predictions with the
-evaluation pipeline's scoring pipeline under the target's namespace, and reads only its
-own inputs, so it runs alone; ``deployment`` is both.
+-> deploy -> predict -> score -> clean up -> the base model's zero-shot answers (the
+model comparison's "before fine-tuning" row). Each target scores its predictions with
+the evaluation pipeline's scoring pipeline under the target's namespace, and reads only
+its own inputs, so it runs alone; ``deployment`` is both. The pipeline registry appends
+the model comparison to each target.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -23,6 +25,7 @@ from llm_finetuning.pipelines.deployment.nodes import (
     export_fine_tuning_files,
     mlflow_target_metrics,
     mlflow_test_sample,
+    predict_with_base_model,
     predict_with_deployment,
     register_mlflow_model,
     serve_mlflow_model,
@@ -262,6 +265,19 @@ def create_azure_openai_pipeline() -> Pipeline:
                 inputs="azure_openai_metrics",
                 outputs="azure_openai_deployment_mlflow_metrics",
                 name="log_azure_openai_target_metrics",
+            ),
+            Node(
+                predict_with_base_model,
+                inputs=[
+                    "azure_openai_test_reviews",
+                    "label_names",
+                    CREDENTIALS,
+                    AZURE,
+                    # after clean-up: the fine-tuned deployment is billed per hour
+                    "azure_openai_cleanup_report",
+                ],
+                outputs="azure_openai_base_predictions",
+                name="predict_with_base_model",
             ),
         ],
         tags=[AZURE_TAG],

@@ -15,7 +15,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import openai
 from azure.core.credentials import TokenCredential
@@ -318,12 +318,22 @@ class AzureOpenAIDataPlane:
     def complete(
         self, deployment: str, system_prompt: str, user: str
     ) -> tuple[str | None, str | None]:
-        """The deployment's answer to one review, and an error for a filtered prompt.
+        """The deployment's answer to one review, and an error for a filtered prompt
+        (:meth:`complete_with_usage` without the timing and token counts)."""
+        completion = self.complete_with_usage(deployment, system_prompt, user)
+        return completion.answer, completion.error
+
+    def complete_with_usage(
+        self, deployment: str, system_prompt: str, user: str
+    ) -> Completion:
+        """The deployment's answer to one review, its latency and token counts.
 
         A prompt Azure's content filter rejects (HTTP 400, ``content_filter``) is an
-        answer-level error, not a crash: the review counts as unparseable.
+        answer-level error, not a crash: the review counts as unparseable. The latency
+        includes the SDK's retries: what a caller waits.
         """
         inference = self.settings.inference
+        started = time.perf_counter()
         try:
             response = self.client.chat.completions.create(
                 model=deployment,
@@ -333,11 +343,33 @@ class AzureOpenAIDataPlane:
             )
         except openai.BadRequestError as error:
             if error.code == "content_filter":
-                return None, "content_filter"
+                return Completion(None, "content_filter", _ms_since(started))
             raise
+        latency_ms = _ms_since(started)
+        usage = getattr(response, "usage", None)
+        tokens = {
+            "prompt_tokens": getattr(usage, "prompt_tokens", None),
+            "completion_tokens": getattr(usage, "completion_tokens", None),
+        }
         if not response.choices:
-            return None, "no choices"
+            return Completion(None, "no choices", latency_ms, **tokens)
         choice = response.choices[0]
-        return choice.message.content, (
+        error = (
             choice.finish_reason if choice.finish_reason == "content_filter" else None
         )
+        return Completion(choice.message.content, error, latency_ms, **tokens)
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+class Completion(NamedTuple):
+    """One chat completion: the answer (``None`` if filtered), an answer-level error,
+    the request's latency and the tokens billed (``None`` when not reported)."""
+
+    answer: str | None
+    error: str | None
+    latency_ms: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None

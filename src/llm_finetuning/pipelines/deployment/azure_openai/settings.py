@@ -92,12 +92,21 @@ class ValidationParams(Params):
 
 
 class CostParams(Params):
-    """List prices for the estimate: check the Azure OpenAI pricing page (they vary by
-    model, region and date)."""
+    """List prices for the estimate and the model comparison: check the Azure OpenAI
+    pricing page (they vary by model, region and date).
+
+    The per-token inference prices have no default (``null``: the comparison shows no
+    cost per 1,000 predictions): ``fine_tuned_*`` for the fine-tuned deployment,
+    ``base_*`` for ``base_model_deployment``.
+    """
 
     training_usd_per_million_tokens: float = Field(3.30, ge=0)
     hosting_usd_per_hour: float = Field(1.70, ge=0)
     assumed_epochs_when_auto: PositiveInt = 3
+    fine_tuned_input_usd_per_million_tokens: float | None = Field(None, ge=0)
+    fine_tuned_output_usd_per_million_tokens: float | None = Field(None, ge=0)
+    base_input_usd_per_million_tokens: float | None = Field(None, ge=0)
+    base_output_usd_per_million_tokens: float | None = Field(None, ge=0)
 
 
 class DeploymentParams(Params):
@@ -138,7 +147,9 @@ class AzureOpenAIParams(Params):
 
     ``label_words`` maps label names to the word the model answers; names not listed
     answer as themselves. ``resume_job: false`` creates a new, billed job every run
-    instead of picking up the recorded one.
+    instead of picking up the recorded one. ``base_model_deployment``: an existing
+    deployment of the base model, asked the same test sample zero-shot (the "before
+    fine-tuning" row of the model comparison); ``null`` skips it.
     """
 
     key: ClassVar[str] = "deployment.azure_openai"
@@ -150,6 +161,7 @@ class AzureOpenAIParams(Params):
         "Answer with exactly one word: positive or negative."
     )
     label_words: dict[str, str] = {}
+    base_model_deployment: str | None = None
     examples: ExampleCountParams = ExampleCountParams()
     fine_tuning: FineTuningParams = FineTuningParams()
     validation: ValidationParams = ValidationParams()
