@@ -54,7 +54,7 @@ def installed_path(package: str, *relative: str) -> str:
     top, *inner = package.replace("-", "_").split(".")
     spec = find_spec(top) if top.isidentifier() else None
     if spec is None:
-        distribution = package.split(".")[0].replace("_", "-")
+        distribution = top.replace("_", "-")
         raise ModuleNotFoundError(
             f"Package {package!r} is not installed in {sys.executable or 'this Python'}: "
             f"pip install {distribution}",
