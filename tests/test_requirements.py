@@ -14,8 +14,8 @@ DEV_TOOLING = {"pytest", "pyspark", "playwright", "kedro-viz", "ruff", "ipython"
 
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, separator, version = line.partition("==")
