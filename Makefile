@@ -74,6 +74,12 @@ bench: install
 viz: install
 	$(BIN)/kedro viz run --env demo
 
+# The graph as a static site in build/ (docs/visualisation.md). `kedro viz build` has no
+# --env: KEDRO_ENV picks the environment, demo unless set (make viz-build KEDRO_ENV=...).
+.PHONY: viz-build
+viz-build: install
+	KEDRO_ENV=$(or $(KEDRO_ENV),demo) $(BIN)/kedro viz build
+
 package: install
 	$(BIN)/kedro package
 

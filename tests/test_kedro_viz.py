@@ -1,10 +1,16 @@
-"""kedro-viz draws every pipeline, served live and as a static build, in Chromium.
+"""kedro-viz draws the pipelines as labelled groups, served live and as a static build.
+
+The registry puts each pipeline's nodes in a namespace (pipeline_registry.grouped), so
+the default view of ``__default__`` is a handful of collapsed groups whose labels must
+be drawn, not hidden or covered, at the zoom kedro-viz picks; with only the groups
+shown (``?types=nodes``, docs/visualisation.md) the labels must be legible.
 
 Headless Debian ``chromium`` driven by Playwright (``playwright install`` downloads a
 browser and fails offline, so the system one is used). Both commands run in a copy of
 the project: ``kedro viz`` writes ``.viz/`` and ``kedro viz build`` writes ``build/``
-into the project folder. The demo env is used throughout: base's Hugging Face dataset
-makes ``kedro viz build`` try the Hub for a minute where it is unreachable.
+into the project folder. The demo env is used throughout (``--env`` for ``run``,
+``KEDRO_ENV`` for ``build``, which has no ``--env``): base's Hugging Face dataset makes
+``kedro viz build`` try the Hub for a minute where it is unreachable.
 
 ``kedro viz run`` serves from a ``multiprocessing`` spawn child: ending the ``kedro``
 process alone leaves that child listening. The server is started in a process group
@@ -55,7 +61,6 @@ def _environment() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         KEDRO_DISABLE_TELEMETRY="1",
-        KEDRO_ENV="demo",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="1",
         TOKENIZERS_PARALLELISM="false",
@@ -95,27 +100,22 @@ def project_copy(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def expected_nodes(project_root: Path) -> dict[str, set[str]]:
-    """What the default view must draw for each pipeline, from Kedro itself.
-
-    The default view is ``__default__`` (the offline pipelines: the Azure and
-    Databricks targets need a service and are left out). Nodes in a namespace (a
-    deployment target's reuse of the evaluation scoring) are drawn collapsed, as one
-    modular-pipeline node named after the namespace.
-    """
+def default_groups(project_root: Path) -> set[str]:
+    """The groups the default view draws, from Kedro itself: the top-level namespaces
+    of ``__default__`` (the offline pipelines; the Azure and Databricks targets need a
+    service and are left out). kedro-viz draws each collapsed, as one modular-pipeline
+    node labelled with its name, and nested namespaces inside it."""
     from kedro.framework.project import configure_project, pipelines
 
     configure_project("llm_finetuning")
     missing = [name for name in PIPELINES if name not in pipelines]
     assert not missing, f"pipelines not registered: {missing}"
-    default = {node.name for node in pipelines["__default__"].nodes}
-    expected = {}
-    for name in PIPELINES:
-        nodes = [n for n in pipelines[name].nodes if n.name in default]
-        expected[name] = {n.name for n in nodes if not n.namespace} | {
-            n.namespace.split(".")[0] for n in nodes if n.namespace
-        }
-    return expected
+    nodes = pipelines["__default__"].nodes
+    loose = sorted(n.name for n in nodes if not n.namespace)
+    assert not loose, f"nodes outside every group, drawn one by one: {loose}"
+    groups = {n.namespace.split(".")[0] for n in nodes}
+    assert set(PIPELINES) <= groups, f"__default__ groups: {sorted(groups)}"
+    return groups
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
@@ -232,30 +232,79 @@ def _dismiss_pop_ups(page: Any) -> None:
         farewell.first.wait_for(state="hidden", timeout=10_000)
 
 
-def _drawn_task_nodes(browser: Any, url: str, screenshot: Path | None = None) -> set:
-    """Open kedro-viz at ``url``: the names of the task and modular-pipeline nodes drawn."""
+# For each group node: its label, the label's height on screen, its opacity (with its
+# ancestors'), and whether the label's centre hits the node (nothing covers it).
+GROUP_LABELS_JS = """
+nodes => nodes.map(node => {
+  const text = node.querySelector('text.pipeline-node__text');
+  const box = text.getBoundingClientRect();
+  let opacity = 1;
+  for (let el = text; el && el instanceof Element; el = el.parentElement) {
+    opacity *= Number(getComputedStyle(el).opacity);
+  }
+  const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+  return {
+    name: text.textContent,
+    height: box.height,
+    opacity: opacity,
+    uncovered: hit !== null && node.contains(hit),
+  };
+})
+"""
+GROUP_NODES = "g.pipeline-node--modularPipeline"
+LEGIBLE_PX = 12  # label height on screen from which the overview counts as legible
+
+
+def _group_labels(page: Any) -> dict[str, dict[str, Any]]:
+    return {
+        label["name"]: label
+        for label in page.eval_on_selector_all(GROUP_NODES, GROUP_LABELS_JS)
+    }
+
+
+def _check_default_view(
+    browser: Any, url: str, groups: set[str], screenshot: Path | None = None
+) -> None:
+    """Open kedro-viz at ``url`` as a user does: every group drawn collapsed and its
+    label visible at the default zoom; then the groups-only overview, legible."""
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
         page.goto(url, wait_until="networkidle")
-        page.wait_for_selector("g.pipeline-node--task", timeout=60_000)
+        page.wait_for_selector(GROUP_NODES, timeout=60_000)
         _dismiss_pop_ups(page)
-        names = page.eval_on_selector_all(
-            "g.pipeline-node--task, g.pipeline-node--modularPipeline",
-            "nodes => nodes.map(n => n.getAttribute('data-node-fullname'))",
-        )
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
-        return set(names)
+        zoom = page.locator(".pipeline-minimap-toolbar__scale").inner_text()
+        labels = _group_labels(page)
+        seen = f"at zoom {zoom}: {labels}"
+        assert set(labels) == groups, seen
+        assert all(label["opacity"] > 0.99 for label in labels.values()), seen
+        assert all(label["uncovered"] for label in labels.values()), seen
+        assert all(label["height"] > 0 for label in labels.values()), seen
+        assert page.locator("g.pipeline-node--task").count() == 0, "nodes not grouped"
+
+        # The overview docs/visualisation.md links: groups only, big enough to read.
+        page.goto(f"{url.rstrip('/')}/?pid=__default__&types=nodes")
+        page.wait_for_selector(GROUP_NODES, timeout=60_000)
+        try:
+            page.wait_for_function(
+                f"""() => {{
+                  const t = [...document.querySelectorAll(
+                    '{GROUP_NODES} text.pipeline-node__text')];
+                  return t.length === {len(groups)} && t.every(
+                    e => e.getBoundingClientRect().height >= {LEGIBLE_PX});
+                }}""",
+                timeout=20_000,
+            )
+        except Exception:  # noqa: BLE001 - the measured labels say more
+            pytest.fail(f"overview labels below {LEGIBLE_PX}px: {_group_labels(page)}")
     finally:
         page.close()
 
 
-def test_kedro_viz_run_draws_the_nodes_of_every_pipeline(
-    browser: Any,
-    viz_url: str,
-    expected_nodes: dict[str, set[str]],
-    project_root: Path,
+def test_kedro_viz_run_draws_the_groups_labelled_at_the_default_zoom(
+    browser: Any, viz_url: str, default_groups: set[str], project_root: Path
 ) -> None:
     with urllib.request.urlopen(f"{viz_url}/api/main", timeout=10) as response:
         graph = json.load(response)
@@ -263,20 +312,19 @@ def test_kedro_viz_run_draws_the_nodes_of_every_pipeline(
     assert set(PIPELINES) <= served, f"kedro-viz serves {sorted(served)}"
 
     screenshot = project_root / "test-artifacts" / "kedro-viz.png"
-    drawn = _drawn_task_nodes(browser, viz_url, screenshot)
-
-    for pipeline, names in expected_nodes.items():
-        assert names <= drawn, f"{pipeline}: not drawn: {sorted(names - drawn)}"
+    _check_default_view(browser, viz_url, default_groups, screenshot)
     assert screenshot.stat().st_size > 10_000
 
 
-def test_kedro_viz_build_makes_a_static_site_that_draws_every_pipeline(
-    browser: Any, project_copy: Path, expected_nodes: dict[str, set[str]]
+def test_kedro_viz_build_for_an_env_makes_a_static_site_of_the_groups(
+    browser: Any, project_copy: Path, default_groups: set[str]
 ) -> None:
+    """``kedro viz build`` has no ``--env``: KEDRO_ENV picks the environment, as
+    docs/visualisation.md says."""
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build"],
         cwd=project_copy,
-        env=_environment(),
+        env={**_environment(), "KEDRO_ENV": "demo"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -287,6 +335,9 @@ def test_kedro_viz_build_makes_a_static_site_that_draws_every_pipeline(
     assert (site / "index.html").is_file()
     graph = json.loads((site / "api" / "main").read_text())
     assert set(PIPELINES) <= {pipeline["id"] for pipeline in graph["pipelines"]}
+    # The demo's catalog, not base's (a Hugging Face dataset there).
+    raw = [node for node in graph["nodes"] if node["name"] == "raw_reviews"]
+    assert raw and "PartitionedDataset" in raw[0]["dataset_type"], raw
 
     # Serve the folder as any static host would, and look at it.
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
@@ -294,9 +345,9 @@ def test_kedro_viz_build_makes_a_static_site_that_draws_every_pipeline(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        drawn = _drawn_task_nodes(browser, f"http://127.0.0.1:{server.server_port}/")
+        _check_default_view(
+            browser, f"http://127.0.0.1:{server.server_port}/", default_groups
+        )
     finally:
         server.shutdown()
         server.server_close()
-    every_node = set().union(*expected_nodes.values())
-    assert every_node <= drawn, f"not drawn: {sorted(every_node - drawn)}"

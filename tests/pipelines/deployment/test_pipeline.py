@@ -402,18 +402,20 @@ def test_each_target_needs_only_its_own_inputs():
     assert {n.name for n in pipelines["deployment"].nodes} == {
         n.name for n in both.nodes
     }
-    # The default runs offline: the MLflow target and the Azure dry run.
+    # The default runs offline: the MLflow target and the Azure dry run. Nodes carry
+    # the registry's group namespace (pipeline_registry.grouped).
     default = {node.name for node in pipelines["__default__"].nodes}
-    assert "build_fine_tuning_request" in default and "register_mlflow_model" in default
-    assert "submit_fine_tuning_job" not in default
+    assert "deployment.build_fine_tuning_request" in default
+    assert "deployment.register_mlflow_model" in default
+    assert "deployment.submit_fine_tuning_job" not in default
     # Nor does it need a Databricks workspace (the model comparison, in both, does not).
     databricks = {n.name for n in pipelines["deployment_databricks_serving"].nodes}
-    assert databricks & default == {"compare_models"}
+    assert databricks & default == {"evaluation.compare_models"}
     # Every target, and the evaluation, ends with the one model comparison.
     for name in ("evaluation", "deployment_mlflow", "deployment_azure_openai"):
-        assert "compare_models" in {n.name for n in pipelines[name].nodes}
+        assert "evaluation.compare_models" in {n.name for n in pipelines[name].nodes}
     # Deployed models are scored by the evaluation's scoring pipeline, namespaced.
-    assert "azure_openai.score_test_predictions" in {
+    assert "deployment.azure_openai.score_test_predictions" in {
         n.name for n in pipelines["deployment_azure_openai"].nodes
     }
 

@@ -736,7 +736,7 @@ def clean_up_azure_openai(
 
     ``test_metrics`` is an input only so that clean-up runs after scoring. After a
     failed run, ``kedro run --pipelines deployment_azure_openai --nodes
-    clean_up_azure_openai`` deletes what the saved records name.
+    deployment.clean_up_azure_openai`` deletes what the saved records name.
     """
     report: dict[str, Any] = {"deployment": None, "deleted_files": []}
     if azure_params.cleanup.delete_deployment:
