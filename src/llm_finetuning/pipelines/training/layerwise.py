@@ -1,12 +1,14 @@
 """Layer-wise learning-rate decay (LLRD): lower layers of a pretrained model move less.
 
 Sun et al. (2019, "How to Fine-Tune BERT for Text Classification?") and ULMFiT give
-the top layer the peak rate and each layer below it ``decay`` times its upper
-neighbour's: general features near the input change little, task features near the
-output adapt. Depth is read from parameter names, which covers BERT
-(``encoder.layer.3.``), GPT-2 (``transformer.h.3.``) and Llama (``model.layers.3.``),
-with or without a LoRA wrapper. Embeddings sit below layer 0; everything above the
-last layer (pooler, classification head, final norm) takes the peak rate.
+each layer ``decay`` times its upper neighbour's rate: general features near the input
+change little, task features near the output adapt. Here the classification head (and
+anything else above the last layer) takes the peak rate, the last layer ``decay`` times
+it, and so on down to the embeddings. Depth is read from parameter names, which covers
+BERT (``encoder.layer.3.``), GPT-2 (``transformer.h.3.``) and Llama
+(``model.layers.3.``), with or without a LoRA wrapper. Embeddings sit below layer 0;
+everything above the last layer (pooler, classification head, final norm) takes the
+peak rate.
 """
 
 from __future__ import annotations

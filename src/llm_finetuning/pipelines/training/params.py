@@ -91,9 +91,10 @@ class TrainingParams(Params):
         gradient_accumulation_steps: Batches per optimizer step; the effective batch
             is ``batch_size * gradient_accumulation_steps * world size``.
         learning_rate: Peak learning rate (AdamW).
-        layerwise_lr_decay: Layer-wise learning-rate decay: the top layer and the head
-            take ``learning_rate``, each layer below ``layerwise_lr_decay`` times the
-            rate above it, embeddings last (:mod:`.layerwise`); ``null``: one rate.
+        layerwise_lr_decay: Layer-wise learning-rate decay: the head takes
+            ``learning_rate``, the top layer ``layerwise_lr_decay`` times it, each layer
+            below that factor times the one above, embeddings last (:mod:`.layerwise`);
+            ``null``: one rate for all.
         weight_decay: AdamW weight decay (not applied to biases and norms).
         lr_scheduler: ``linear``, ``cosine`` or any transformers scheduler name.
         warmup: Warm-up length: a fraction of all steps if below 1, else steps.
