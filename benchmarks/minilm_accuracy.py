@@ -15,7 +15,7 @@ table of every recipe recorded there, so separate runs accumulate. ``--table`` o
 prints it. Recipe ``small_data`` reads the ``conf/small_data`` env (the recipe the
 project ships) instead of overrides written here. See docs/accuracy.md for figures.
 
-One full run takes about half an hour on one or two CPU cores. Usage::
+One full run takes about 40 minutes of one CPU core (fit 34-37, prediction 4). Usage::
 
     python benchmarks/minilm_accuracy.py [--recipe small_data] [--threads 2] [--test 2000]
     python benchmarks/minilm_accuracy.py --table
