@@ -91,6 +91,10 @@ class TrainingParams(Params):
         gradient_accumulation_steps: Batches per optimizer step; the effective batch
             is ``batch_size * gradient_accumulation_steps * world size``.
         learning_rate: Peak learning rate (AdamW).
+        layerwise_lr_decay: Layer-wise learning-rate decay: the head takes
+            ``learning_rate``, the top layer ``layerwise_lr_decay`` times it, each layer
+            below that factor times the one above, embeddings last (:mod:`.layerwise`);
+            ``null``: one rate for all.
         weight_decay: AdamW weight decay (not applied to biases and norms).
         lr_scheduler: ``linear``, ``cosine`` or any transformers scheduler name.
         warmup: Warm-up length: a fraction of all steps if below 1, else steps.
@@ -120,6 +124,7 @@ class TrainingParams(Params):
     batch_size: int = Field(16, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
+    layerwise_lr_decay: float | None = Field(None, gt=0, le=1)
     weight_decay: float = Field(0.01, ge=0)
     lr_scheduler: str = "linear"
     warmup: float = Field(0.06, ge=0)

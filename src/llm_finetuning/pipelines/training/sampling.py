@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from llm_finetuning.pipelines.training.layerwise import layerwise_parameter_groups
 from llm_finetuning.pipelines.training.throughput import MeasuredTrainer
 
 
@@ -38,7 +39,33 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class ClassifierTrainer(MeasuredTrainer):
-    """The project's Trainer: measured batches, resumable length-grouped order."""
+    """The project's Trainer: measured batches, resumable length-grouped order, and
+    layer-wise learning-rate decay when ``layerwise_lr_decay`` is set."""
+
+    def __init__(
+        self, *args: Any, layerwise_lr_decay: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.layerwise_lr_decay = layerwise_lr_decay
+
+    def create_optimizer(self, model=None):
+        if self.layerwise_lr_decay is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        groups = layerwise_parameter_groups(
+            model.named_parameters(),
+            num_layers=model.config.num_hidden_layers,
+            learning_rate=self.args.learning_rate,
+            decay=self.layerwise_lr_decay,
+            weight_decay=self.args.weight_decay,
+            decay_names=set(self.get_decay_parameter_names(model)),
+        )
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
+            self.args, model
+        )
+        # Each group's own ``lr`` wins over the default; the scheduler scales each.
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

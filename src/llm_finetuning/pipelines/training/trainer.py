@@ -270,6 +270,7 @@ def build_trainer(
         compute_metrics=classification_metrics if evaluation.enabled else None,
         callbacks=trainer_callbacks,
         batch_stats=stats,
+        layerwise_lr_decay=config.layerwise_lr_decay,
     )
 
 
@@ -562,6 +563,9 @@ def _run_fingerprint(
     training = {
         k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED
     }
+    if training.get("layerwise_lr_decay") is None:
+        # Off: fingerprints stay those of runs from before the setting existed.
+        training.pop("layerwise_lr_decay", None)
     data = {
         name: {
             "rows": split.num_rows,
