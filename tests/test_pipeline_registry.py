@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kedro.pipeline import Node, Pipeline
 
-from llm_finetuning.pipeline_registry import group_of, grouped
+from llm_finetuning.pipeline_registry import COMPARED, group_of, grouped
 
 # What kedro-viz draws, collapsed, when it opens on __default__.
 DEFAULT_GROUPS = {"data_processing", "training", "evaluation", "scoring", "deployment"}
@@ -33,6 +33,7 @@ def test_group_of_names_the_pipeline_and_one_group_for_deployment() -> None:
     assert group_of("training") == "training"
     assert group_of("deployment") == "deployment"
     assert group_of("deployment_azure_openai_dry_run") == "deployment"
+    assert group_of("model_comparison") == "evaluation"
 
 
 def test_grouping_keeps_dataset_and_parameter_names_and_nests_namespaces(
@@ -72,15 +73,22 @@ def test_every_registered_pipeline_keeps_its_catalog_contract(
     registered: dict[str, Pipeline],
 ) -> None:
     found = registered.pop("found")
-    for name, pipeline in found.items():
+    comparison = found["model_comparison"]
+    for name, own in found.items():
         if name == "__default__":
             continue
+        # The registry appends the model comparison to these.
+        pipeline = own + comparison if name in COMPARED else own
         mine = registered[name]
         assert mine.inputs() == pipeline.inputs(), name
         assert mine.outputs() == pipeline.outputs(), name
-        assert {n.namespace.split(".")[0] for n in mine.nodes} == {group_of(name)}
+        assert {n.namespace.split(".")[0] for n in mine.nodes} == {group_of(name)} | (
+            {"evaluation"} if name in COMPARED else set()
+        )
         assert {n.name for n in mine.nodes} == {
-            f"{group_of(name)}.{n.name}" for n in pipeline.nodes
+            f"{group_of(name if n not in comparison.nodes else 'model_comparison')}"
+            f".{n.name}"
+            for n in pipeline.nodes
         }
 
 
