@@ -564,6 +564,16 @@ def paired_bootstrap_difference(
 _METRIC_KEY_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
+def format_interval(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """``0.861 [0.845, 0.876]`` from a metric entry (``n/a`` when absent)."""
+    if not entry:
+        return "n/a"
+    value = f"{entry['value']:.{digits}f}"
+    if entry.get("ci_low") is None:
+        return value
+    return f"{value} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
+
+
 def flatten_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
     """Scalar metrics of a :func:`score_predictions` report, flat, for MLflow.
 

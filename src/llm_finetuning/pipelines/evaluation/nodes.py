@@ -20,6 +20,7 @@ import pandas as pd
 from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.metrics import (
     flatten_metrics,
+    format_interval,
     paired_bootstrap_difference,
     score_predictions,
 )
@@ -371,15 +372,6 @@ def predict_tfidf_logreg(
 # --- comparison ---------------------------------------------------------------------
 
 
-def _format_interval(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
-    if not entry:
-        return "n/a"
-    value = f"{entry['value']:.{digits}f}"
-    if entry.get("ci_low") is None:
-        return value
-    return f"{value} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
-
-
 def compare_models(
     metrics_by_model: Mapping[str, Mapping[str, Any]],
     predictions_by_model: Mapping[str, pd.DataFrame],
@@ -452,10 +444,10 @@ def compare_models(
     for name, row in models.items():
         difference = row["reference_minus_model"]
         lines.append(
-            f"| {name} | {_format_interval(row['accuracy'])} | "
-            f"{_format_interval(row['f1_macro'])} | {_format_interval(row['roc_auc'])} | "
-            f"{_format_interval(row['log_loss'])} | {row['n_invalid_predictions']} | "
-            f"{_format_interval(difference['accuracy']) if difference else '(reference)'} |"
+            f"| {name} | {format_interval(row['accuracy'])} | "
+            f"{format_interval(row['f1_macro'])} | {format_interval(row['roc_auc'])} | "
+            f"{format_interval(row['log_loss'])} | {row['n_invalid_predictions']} | "
+            f"{format_interval(difference['accuracy']) if difference else '(reference)'} |"
         )
     return comparison, "\n".join(lines) + "\n"
 

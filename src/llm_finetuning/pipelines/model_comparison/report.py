@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_finetuning.metrics import paired_bootstrap_difference, score_predictions
+from llm_finetuning.metrics import (
+    format_interval,
+    paired_bootstrap_difference,
+    score_predictions,
+)
 from llm_finetuning.predictions import LABEL, ROW_ID, validate_predictions
 
 logger = logging.getLogger(__name__)
@@ -199,15 +203,6 @@ def compare_on_common_rows(
 # --- Markdown -------------------------------------------------------------------------
 
 
-def _fmt(entry: dict[str, Any] | None, digits: int = 3) -> str:
-    if not entry:
-        return "n/a"
-    value = f"{entry['value']:.{digits}f}"
-    if entry.get("ci_low") is None:
-        return value
-    return f"{value} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
-
-
 def _cost(entry: dict[str, Any] | None) -> str:
     return entry["text"] if entry else "n/a"
 
@@ -256,10 +251,10 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
             if key == comparison["reference"]:
                 accuracy_gap = f1_gap = "(reference)"
             else:
-                accuracy_gap = _fmt((difference or {}).get("accuracy"))
-                f1_gap = _fmt((difference or {}).get("f1_macro"))
+                accuracy_gap = format_interval((difference or {}).get("accuracy"))
+                f1_gap = format_interval((difference or {}).get("f1_macro"))
             lines.append(
-                f"| {row['name']} | {_fmt(row['accuracy'])} | {_fmt(row['f1_macro'])} | "
+                f"| {row['name']} | {format_interval(row['accuracy'])} | {format_interval(row['f1_macro'])} | "
                 f"{accuracy_gap} | {f1_gap} | {row['n_invalid_predictions']} | "
                 f"{_latency(row)} | {_cost(row['training_cost'])} | "
                 f"{_cost(row['cost_per_1000_predictions'])} |"
