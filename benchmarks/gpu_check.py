@@ -47,6 +47,7 @@ from typing import Any
 from _shared import DEFAULT_IMDB_DIR, ROOT, gpt2_tokenizer_folder
 from training_throughput import (
     load_yaml,
+    measured_peak_flops,
     tokenized,
     training_block,
     training_parameters,
@@ -156,27 +157,6 @@ def measured_bf16_peak_flops(device: Any, size: int = 8192, repeats: int = 10) -
         torch.cuda.synchronize(device)
         best = min(best, (time.perf_counter() - started) / repeats)
     return 2 * size**3 / best
-
-
-def measured_cpu_peak_flops(threads: int, size: int = 1024) -> float:
-    """Best fp32 FLOP/s of a ``size``-square matmul per CPU-second of this process.
-
-    CPU time, not wall time: on a shared machine other processes slow the wall clock
-    of the peak measurement and of the training steps differently, which was seen to
-    put a wall-clock MFU above 100%. Per CPU-second the peak is what the cores can do,
-    so MFU (from wall-clock rates) can only come out low. Valid for one thread.
-    """
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(5):
-        started = time.process_time()
-        torch.matmul(a, b)
-        best = min(best, time.process_time() - started)
-    return 2 * size**3 / max(best, 1e-9) * threads
 
 
 def stop_after(seconds: float) -> Any:
@@ -603,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = TINY if args.tiny else FULL
     if device == "cpu":
         torch.set_num_threads(args.threads)
-        peak = measured_cpu_peak_flops(args.threads)
+        peak = measured_peak_flops(args.threads, size=1024, per_cpu_second=True)
         peak_kind = "fp32 matmul per CPU-second"
     else:
         peak, peak_kind = measured_bf16_peak_flops(torch.device("cuda")), "bf16 matmul"

@@ -60,19 +60,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def measured_peak_flops(threads: int) -> float:
-    """Best fp32 FLOP/s of a 2048x2048 matmul: the practical peak of this CPU."""
+def measured_peak_flops(
+    threads: int, size: int = 2048, per_cpu_second: bool = False
+) -> float:
+    """Best fp32 FLOP/s of a ``size``-square matmul: the practical peak of this CPU.
+
+    ``per_cpu_second``: timed by this process's CPU time (times ``threads``), which
+    other processes on a shared machine cannot slow down, so an MFU from wall-clock
+    rates can only come out low.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(size, size), torch.randn(size, size)
     torch.matmul(a, b)
     best = float("inf")
+    clock = time.process_time if per_cpu_second else time.perf_counter
     for _ in range(5):
-        started = time.perf_counter()
+        started = clock()
         torch.matmul(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * 2048**3 / best
+        best = min(best, clock() - started)
+    return 2 * size**3 / max(best, 1e-9) * (threads if per_cpu_second else 1)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
