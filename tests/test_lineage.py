@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
-from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
 from llm_finetuning.datasets.model_folder import METADATA_FILE
@@ -30,6 +29,7 @@ from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.resolvers import package_path
 from llm_finetuning.summary import STALE_HEADING, summary_lines
 from tests.kedro_process import make_project, run_kedro
+from tests.pipelines.evaluation.conftest import tiny_gpt2_classifier
 
 
 def _splits(train_ids: list[list[int]], labels: list[int]) -> DatasetDict:
@@ -77,7 +77,7 @@ def test_split_digest_keeps_the_training_resume_fingerprint_of_earlier_releases(
     assert split_digest(split, ("labels", "length")) == before.hexdigest()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def classifier() -> TextClassifier:
     tokenizer = load_tokenizer(
         ModelParams(
@@ -87,18 +87,7 @@ def classifier() -> TextClassifier:
             max_length=32,
         )
     )
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=1,
-        n_head=2,
-        n_embd=16,
-        n_positions=32,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=2,
-    )
-    model = GPT2ForSequenceClassification(config).eval()
-    return TextClassifier(model=model, tokenizer=tokenizer, metadata={})
+    return tiny_gpt2_classifier(tokenizer, ["negative", "positive"])
 
 
 def test_the_model_folder_records_the_fingerprint_of_its_weights(tmp_path, classifier):
