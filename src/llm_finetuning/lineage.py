@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llm_finetuning.datasets._atomic import write_json_atomically
 from llm_finetuning.pipelines.training.checkpoints import fingerprint
 
 METADATA_KEY = "lineage"  # in the model folder's llm_finetuning.json
@@ -149,15 +149,8 @@ def write_manifest(
     path: str | os.PathLike, outputs: Mapping[str, Mapping[str, Any]]
 ) -> None:
     """Write the manifest atomically (a reader sees the old or the new one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     document = {"format": MANIFEST_FORMAT, "outputs": dict(sorted(outputs.items()))}
-    try:
-        scratch.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
+    write_json_atomically(Path(path), document)
 
 
 def record_outputs(

@@ -1,13 +1,18 @@
-"""Atomic replacement of output folders, shared by the folder-writing datasets."""
+"""Atomic replacement of output folders and JSON files, shared by the datasets and
+hooks that must never leave half a file."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -56,3 +61,33 @@ def clean_interrupted_saves(target: str | os.PathLike) -> list[Path]:
     for leftover in leftovers:
         shutil.rmtree(leftover, ignore_errors=True)
     return leftovers
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON so a reader never sees half of it.
+
+    Written to a temporary file in the same folder (same filesystem), flushed to disk,
+    then renamed over ``path``: a kill at any moment leaves the old file or the new one.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(scratch)
+        raise
+    # The rename itself is durable only once the folder is flushed (POSIX).
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

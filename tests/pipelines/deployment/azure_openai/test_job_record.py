@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_finetuning.pipelines.deployment.azure_openai import job_record
+from llm_finetuning.datasets import _atomic
 from llm_finetuning.pipelines.deployment.azure_openai.job_record import (
     JobRecordDataset,
     identity_changes,
@@ -31,7 +31,7 @@ def test_the_job_record_is_empty_before_the_first_job_and_replaced_atomically(
     def crash(source, destination):
         raise OSError("disk full")
 
-    monkeypatch.setattr(job_record.os, "replace", crash)
+    monkeypatch.setattr(_atomic.os, "replace", crash)
     with pytest.raises(Exception, match="disk full"):
         record.save({"job_id": "ftjob-3"})
     monkeypatch.undo()

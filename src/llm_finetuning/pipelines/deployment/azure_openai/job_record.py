@@ -8,17 +8,16 @@ unanswered request or a killed run created).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+
+from llm_finetuning.datasets._atomic import write_json_atomically
 
 # Request keys that name uploaded files: their ids differ per upload, so a job is
 # recognised by the files' content hashes instead.
@@ -103,36 +102,6 @@ def job_matches(job: Any, request: Mapping[str, Any]) -> bool:
         ),
     ]
     return all(checks)
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON so a reader never sees half of it.
-
-    Written to a temporary file in the same folder (same filesystem), flushed to disk,
-    then renamed over ``path``: a kill at any moment leaves the old file or the new one.
-    """
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, scratch = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(scratch)
-        raise
-    # The rename itself is durable only once the folder is flushed (POSIX).
-    with contextlib.suppress(OSError):
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 class JobRecordDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
