@@ -566,7 +566,7 @@ _METRIC_KEY_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 def format_interval(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
     """``0.861 [0.845, 0.876]`` from a metric entry (``n/a`` when absent)."""
-    if not entry:
+    if not entry or entry.get("value") is None:
         return "n/a"
     value = f"{entry['value']:.{digits}f}"
     if entry.get("ci_low") is None:

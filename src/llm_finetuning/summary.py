@@ -43,20 +43,13 @@ def _relative_to_cwd(location: str) -> str:
         return location
 
 
-def _interval(metric: Mapping[str, Any]) -> str:
-    value = metric.get("value")
-    if value is None:
-        return "n/a"
-    low, high = metric.get("ci_low"), metric.get("ci_high")
-    bounds = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-    return f"{value:.3f}{bounds}"
-
-
 def metric_line(evaluation_metrics: Mapping[str, Any]) -> str | None:
     """``accuracy 0.861 [0.845, 0.876], f1_macro ...`` from ``evaluation_metrics``."""
+    from llm_finetuning.metrics import format_interval
+
     metrics = evaluation_metrics.get("metrics", {})
     parts = [
-        f"{name} {_interval(metrics[name])}"
+        f"{name} {format_interval(metrics[name])}"
         for name in HEADLINE_METRICS
         if isinstance(metrics.get(name), Mapping)
     ]
