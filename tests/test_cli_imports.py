@@ -91,3 +91,11 @@ def test_registry_list_works(project_root: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("__default__", "data_processing", "training", "evaluation"):
         assert f"- {name}" in result.stdout
+    # Piped, the log is plain from its first line: not wrapped, no colour codes, and
+    # without the warning kedro-mlflow's model class makes MLflow print.
+    log = result.stdout + result.stderr
+    assert "\x1b[" not in log, log[:2000]
+    assert "Add type hints" not in log, log[:2000]
+    assert "Warning" not in log, log[:2000]
+    first = result.stdout.splitlines()[0]
+    assert first.endswith("environment variable accordingly."), first

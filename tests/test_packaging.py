@@ -187,25 +187,35 @@ def test_the_packaged_demo_pipelines_run_from_the_conf_archive(
 
     # As a python_wheel_task calls it: the entry point, one task per pipeline.
     wheel_task = [str(fresh_python), "-c", WHEEL_TASK]
+    logs = [log]
     log = _run(
         [*wheel_task, "--pipelines", "training", *conf, "--params", QUICK_TRAINING],
         cwd=workdir,
     )
+    logs.append(log)
     imported_from = log.split("imported from ", 1)[1].splitlines()[0]
     assert imported_from.startswith(str(fresh_python.parent.parent)), imported_from
-    _run(
-        [*wheel_task, "--pipelines", "evaluation", *conf, "--params", QUICK_EVALUATION],
-        cwd=workdir,
+    logs.append(
+        _run(
+            [*wheel_task, "--pipelines", "evaluation", *conf]
+            + ["--params", QUICK_EVALUATION],
+            cwd=workdir,
+        )
     )
-    _run(
-        [
-            *wheel_task,
-            *("--pipelines", "deployment_mlflow,deployment_azure_openai_dry_run"),
-            *conf,
-            *("--params", QUICK_DEPLOYMENT),
-        ],
-        cwd=workdir,
+    logs.append(
+        _run(
+            [
+                *wheel_task,
+                *("--pipelines", "deployment_mlflow,deployment_azure_openai_dry_run"),
+                *conf,
+                *("--params", QUICK_DEPLOYMENT),
+            ],
+            cwd=workdir,
+        )
     )
+    # A job's driver log is a pipe: no progress bar redraws, no colour or cursor codes.
+    for log in logs:
+        assert "\r" not in log and "\x1b" not in log, log[-3000:]
 
     data = workdir / "data"
     quality = json.loads((data / "08_reporting/data_quality_report.json").read_text())

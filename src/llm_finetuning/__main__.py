@@ -41,6 +41,10 @@ def _use_plain_logging_outside_a_project() -> None:
 def main(*args: Any, **kwargs: Any) -> Any:
     """Run ``kedro run`` for this package with the command-line arguments."""
     _use_plain_logging_outside_a_project()
+    # What the kedro CLI does through the kedro.init entry point, which it alone calls.
+    from llm_finetuning.third_party_warnings import quiet_cli_start
+
+    quiet_cli_start()
 
     from kedro.framework.cli.utils import find_run_command
     from kedro.framework.project import configure_project

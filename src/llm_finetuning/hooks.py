@@ -70,7 +70,7 @@ class CheckpointHooks:
 
 
 class RunSummaryHooks:
-    """Plain logs when piped; the run summary at the end of a run, and on failure.
+    """Rich logs on a terminal, plain when piped; the run summary at the end of a run, and on failure.
 
     Given the :class:`LineageHooks` instance, the summary also says the run's lineage
     and which outputs on disk are stale.
@@ -78,9 +78,15 @@ class RunSummaryHooks:
 
     @hook_impl
     def after_context_created(self) -> None:
-        from llm_finetuning.console import plain_console_when_piped
+        from llm_finetuning.console import (
+            plain_console_when_piped,
+            plain_output_when_piped,
+            rich_console_on_terminal,
+        )
 
+        rich_console_on_terminal()
         plain_console_when_piped()
+        plain_output_when_piped()
 
     def __init__(self, lineage: LineageHooks | None = None) -> None:
         self._lineage = lineage
@@ -90,6 +96,9 @@ class RunSummaryHooks:
 
     @hook_impl
     def before_pipeline_run(self, catalog: Any) -> None:
+        from llm_finetuning.console import route_transformers_logs
+
+        route_transformers_logs()
         self._catalog = catalog
         self._saved = {}
         self._records = {}

@@ -40,7 +40,7 @@ def test_run_in_test_env_writes_the_catalog_contract(
     assert train_report["removed"]["in_test_split"] == 2
     assert train_report["rows_after"] == 235
     assert train_report["cleaned"]["reviews_with_control_characters"] == 0
-    assert report["splits"]["test"]["rows_after"] == 100
+    assert report["splits"]["test"]["rows_after"] == 600
     assert report["warnings"] == []
     assert json.loads((data / "03_primary/label_names.json").read_text()) == [
         "negative",

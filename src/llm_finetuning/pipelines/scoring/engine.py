@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_finetuning.console import show_progress
 from llm_finetuning.datasets.model_folder import TextClassifier
 from llm_finetuning.datasets.text_source import TEXT_TYPE_COLUMN
 from llm_finetuning.pipelines.evaluation.inference import (
@@ -356,7 +357,7 @@ def score_locally(
         total=total,
         unit=" reviews",
         desc="Scoring",
-        disable=not params.progress_bar,
+        disable=not show_progress(params.progress_bar),
         dynamic_ncols=True,
     ) as bar:
         for index, chunk in enumerate(source.iter_chunks(required, params.chunk_size)):

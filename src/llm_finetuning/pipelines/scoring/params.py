@@ -67,7 +67,7 @@ class ScoringParams(Params):
             exported on first use and cached (:mod:`.onnx_runtime`).
         onnx_cache_dir: Where the exported ONNX models are cached, one folder per
             model fingerprint (beside the model folder by default).
-        progress_bar: Show a progress bar with reviews/s.
+        progress_bar: Show a progress bar with reviews/s: ``auto`` on a terminal only.
         spark: Settings of the Spark engine.
     """
 
@@ -83,7 +83,7 @@ class ScoringParams(Params):
     num_threads: int | None = Field(default=None, ge=1)
     runtime: Literal["torch", "onnx", "onnx_int8"] = "torch"
     onnx_cache_dir: str = "data/06_models/onnx_cache"
-    progress_bar: bool = True
+    progress_bar: bool | Literal["auto"] = "auto"
     spark: SparkParams = Field(default_factory=SparkParams)
 
     @field_validator("model")

@@ -106,7 +106,8 @@ class TrainingParams(Params):
         group_by_length: Batch reviews of similar length together so dynamic padding
             adds little; ``false`` samples uniformly (the reference lab).
         logging_steps: Optimizer steps between loss log entries.
-        progress_bar: Show the Trainer's progress bar.
+        progress_bar: Show the Trainer's progress bar: ``auto`` on a terminal only
+            (a piped log gets one line per logging step instead).
         peak_flops: Peak FLOP/s of one device for the MFU estimate; ``null`` looks
             the GPU up in a small table and reports no MFU on CPU.
         dataloader_num_workers: Worker processes for batching (0: in the main one).
@@ -133,7 +134,7 @@ class TrainingParams(Params):
     gradient_checkpointing: bool = False
     group_by_length: bool = True
     logging_steps: int = Field(10, ge=1)
-    progress_bar: bool = True
+    progress_bar: bool | Literal["auto"] = "auto"
     peak_flops: float | None = Field(None, gt=0)
     dataloader_num_workers: int = Field(0, ge=0)
     evaluation: EvaluationParams = EvaluationParams()

@@ -32,6 +32,7 @@ from transformers import (
     set_seed,
 )
 
+from llm_finetuning.console import show_progress
 from llm_finetuning.datasets import TextClassifier
 from llm_finetuning.lineage import split_digest
 from llm_finetuning.models import (
@@ -471,7 +472,7 @@ def training_arguments(
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         logging_first_step=True,
-        disable_tqdm=not config.progress_bar,
+        disable_tqdm=not show_progress(config.progress_bar),
         report_to="none",
         seed=seed,
         # The length column feeds the sampler; the collator drops it before the model.
