@@ -13,7 +13,6 @@ from llm_finetuning.console import (
     PROGRESS_BAR_SWITCHES,
     PlainFormatter,
     plain_console_when_piped,
-    plain_output_when_piped,
     rich_console_on_terminal,
     show_progress,
 )
@@ -26,6 +25,8 @@ class Terminal(io.StringIO):
 
 def test_a_piped_output_gets_plain_lines(monkeypatch):
     monkeypatch.setattr(sys, "excepthook", lambda *args: None)  # as rich installs one
+    for switch in PROGRESS_BAR_SWITCHES:  # set by the call; restored after the test
+        monkeypatch.delenv(switch, raising=False)
     logger = logging.getLogger("test_console.piped")
     logger.propagate = False
     logger.addHandler(RichHandler(level=logging.INFO))
@@ -105,7 +106,8 @@ def test_a_piped_run_switches_library_progress_bars_off_unless_the_user_chose(
     root = logging.getLogger()
     plain = logging.StreamHandler(piped)
     monkeypatch.setattr(root, "handlers", [plain])
-    assert plain_output_when_piped(piped) is True
+    assert plain_console_when_piped(stream=piped) == []  # no rich handler to replace
+    assert root.handlers == [plain]
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"
     assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
@@ -115,5 +117,5 @@ def test_a_piped_run_switches_library_progress_bars_off_unless_the_user_chose(
 def test_a_terminal_keeps_library_progress_bars(monkeypatch):
     for switch in PROGRESS_BAR_SWITCHES:
         monkeypatch.delenv(switch, raising=False)
-    assert plain_output_when_piped(Terminal()) is False
+    assert plain_console_when_piped(stream=Terminal()) == []
     assert not any(switch in os.environ for switch in PROGRESS_BAR_SWITCHES)

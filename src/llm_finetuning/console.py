@@ -50,27 +50,6 @@ def show_progress(setting: bool | Literal["auto"], stream: Any = None) -> bool:
     return bool(setting)
 
 
-def plain_output_when_piped(stream: Any = None) -> bool:
-    """Plain console lines and no library progress bars when ``stream`` is no terminal.
-
-    Sets the libraries' progress-bar switches (unless the user set them) before the
-    libraries are imported, and strips colour codes from the root logger's plain
-    console lines.
-
-    Returns:
-        Whether the output is piped.
-    """
-    stream = stream or sys.stdout
-    if stream.isatty():
-        return False
-    for switch, off in PROGRESS_BAR_SWITCHES.items():
-        os.environ.setdefault(switch, off)
-    for handler in logging.getLogger().handlers:
-        if _is_plain_console(handler, stream):
-            handler.setFormatter(PlainFormatter())
-    return True
-
-
 def route_transformers_logs() -> None:
     """Send transformers' log records through the project's handlers.
 
@@ -120,14 +99,19 @@ def rich_console_on_terminal(
 def plain_console_when_piped(
     logger: logging.Logger | None = None, stream: Any = None
 ) -> list[logging.Handler]:
-    """Replace ``logger``'s rich handlers by plain ones when ``stream`` is no terminal.
+    """Plain, uncoloured console lines and no library progress bars on a pipe.
+
+    Replaces ``logger``'s rich handlers by plain ones, gives every plain console
+    handler on ``stream`` the :class:`PlainFormatter`, and sets the libraries'
+    progress-bar switches (unless the user set them) before they are imported.
+    Nothing changes when ``stream`` is a terminal.
 
     Args:
         logger: Default: the root logger.
         stream: Where the plain lines go; default stdout.
 
     Returns:
-        The handlers put in place (none on a terminal).
+        The handlers put in place of rich ones.
     """
     logger = logger or logging.getLogger()
     stream = stream or sys.stdout
@@ -135,6 +119,8 @@ def plain_console_when_piped(
         return []
     from rich.logging import RichHandler
 
+    for switch, off in PROGRESS_BAR_SWITCHES.items():
+        os.environ.setdefault(switch, off)
     replaced = []
     for handler in list(logger.handlers):
         if isinstance(handler, RichHandler):
@@ -144,6 +130,8 @@ def plain_console_when_piped(
             logger.removeHandler(handler)
             logger.addHandler(plain)
             replaced.append(plain)
+        elif _is_plain_console(handler, stream):
+            handler.setFormatter(PlainFormatter())
     if replaced and sys.excepthook is not sys.__excepthook__:
         sys.excepthook = (
             sys.__excepthook__

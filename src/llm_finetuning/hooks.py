@@ -70,7 +70,8 @@ class CheckpointHooks:
 
 
 class RunSummaryHooks:
-    """Rich logs on a terminal, plain when piped; the run summary at the end of a run, and on failure.
+    """Rich logs on a terminal, plain when piped; the run summary at the end of a run
+    and on failure.
 
     Given the :class:`LineageHooks` instance, the summary also says the run's lineage
     and which outputs on disk are stale.
@@ -80,13 +81,11 @@ class RunSummaryHooks:
     def after_context_created(self) -> None:
         from llm_finetuning.console import (
             plain_console_when_piped,
-            plain_output_when_piped,
             rich_console_on_terminal,
         )
 
         rich_console_on_terminal()
         plain_console_when_piped()
-        plain_output_when_piped()
 
     def __init__(self, lineage: LineageHooks | None = None) -> None:
         self._lineage = lineage

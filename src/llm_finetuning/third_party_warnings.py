@@ -12,10 +12,11 @@ which the CLI calls before anything else.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from typing import Any
+
+from llm_finetuning.console import ANSI_CODE
 
 # (message regex, module regex of the code that triggers the warning, category, why)
 KNOWN_NOISE: tuple[tuple[str, str, type[Warning], str], ...] = (
@@ -46,8 +47,7 @@ KNOWN_NOISE: tuple[tuple[str, str, type[Warning], str], ...] = (
 )
 
 
-# MLflow colours it: the message starts with an ANSI colour code.
-MISSING_TYPE_HINTS = r"(\x1b\[[0-9;]*m)?Add type hints to the `predict` method"
+MISSING_TYPE_HINTS = "Add type hints to the `predict` method"
 
 
 def silence_known_noise() -> None:
@@ -84,7 +84,8 @@ def quiet_cli_start() -> None:
 
 
 def _is_missing_hints(message: object) -> bool:
-    return re.match(MISSING_TYPE_HINTS, str(message)) is not None
+    # MLflow colours the message: it starts with an ANSI colour code.
+    return ANSI_CODE.sub("", str(message)).startswith(MISSING_TYPE_HINTS)
 
 
 def _without_missing_type_hints(show: Callable[..., None]) -> Callable[..., None]:
