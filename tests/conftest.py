@@ -36,6 +36,23 @@ torch.set_num_threads(1)
 become_subreaper()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_tokenizer(max_length: int) -> Any:
+    """The BPE tokenizer bundled with the demo data, prepared as the pipelines do."""
+    from llm_finetuning.models import ModelParams, load_tokenizer
+    from llm_finetuning.resolvers import package_path
+
+    return load_tokenizer(
+        ModelParams(
+            source="config",
+            name_or_path=None,
+            tokenizer_name_or_path=package_path("demo_data/tokenizer"),
+            max_length=max_length,
+        )
+    )
+
+
 IMDB_DIR = Path(
     os.environ.get("IMDB_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "imdb")
 )

@@ -25,9 +25,8 @@ from llm_finetuning.lineage import (
     weights_fingerprint,
     write_manifest,
 )
-from llm_finetuning.models import ModelParams, load_tokenizer
-from llm_finetuning.resolvers import package_path
 from llm_finetuning.summary import STALE_HEADING, summary_lines
+from tests.conftest import demo_tokenizer
 from tests.kedro_process import make_project, run_kedro
 from tests.pipelines.evaluation.conftest import tiny_gpt2_classifier
 
@@ -79,15 +78,7 @@ def test_split_digest_keeps_the_training_resume_fingerprint_of_earlier_releases(
 
 @pytest.fixture
 def classifier() -> TextClassifier:
-    tokenizer = load_tokenizer(
-        ModelParams(
-            source="config",
-            name_or_path=None,
-            tokenizer_name_or_path=package_path("demo_data/tokenizer"),
-            max_length=32,
-        )
-    )
-    return tiny_gpt2_classifier(tokenizer, ["negative", "positive"])
+    return tiny_gpt2_classifier(demo_tokenizer(max_length=32), ["negative", "positive"])
 
 
 def test_the_model_folder_records_the_fingerprint_of_its_weights(tmp_path, classifier):

@@ -13,7 +13,6 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier
-from llm_finetuning.models import ModelParams, load_tokenizer
 from llm_finetuning.pipelines.deployment import mlflow_serving, serving_model
 from llm_finetuning.pipelines.deployment.mlflow_serving import (
     MlflowTargetParams,
@@ -31,7 +30,7 @@ from llm_finetuning.pipelines.deployment.serving_model import (
     check_request_size,
     texts_from_model_input,
 )
-from llm_finetuning.resolvers import package_path
+from tests.conftest import demo_tokenizer
 
 LABEL_NAMES = ["negative", "positive"]
 TEXTS = [
@@ -44,14 +43,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def classifier() -> TextClassifier:
-    tokenizer = load_tokenizer(
-        ModelParams(
-            source="config",
-            name_or_path=None,
-            tokenizer_name_or_path=package_path("demo_data/tokenizer"),
-            max_length=32,
-        )
-    )
+    tokenizer = demo_tokenizer(max_length=32)
     torch.manual_seed(0)
     config = GPT2Config(
         n_layer=1,

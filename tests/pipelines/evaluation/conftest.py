@@ -10,8 +10,7 @@ from datasets import Dataset, DatasetDict
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier
-from llm_finetuning.models import ModelParams, load_tokenizer
-from llm_finetuning.resolvers import package_path
+from tests.conftest import demo_tokenizer
 
 LABEL_NAMES = ["negative", "positive"]
 _POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "loved"]
@@ -53,13 +52,7 @@ def test_reviews() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tokenizer():
     """The demo tokenizer shipped in the package, prepared like the pipelines do."""
-    spec = ModelParams(
-        source="config",
-        name_or_path=None,
-        tokenizer_name_or_path=package_path("demo_data/tokenizer"),
-        max_length=64,
-    )
-    return load_tokenizer(spec)
+    return demo_tokenizer(max_length=64)
 
 
 def tiny_gpt2_classifier(tokenizer, label_names, seed: int = 0) -> TextClassifier:

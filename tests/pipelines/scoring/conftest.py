@@ -11,8 +11,8 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from llm_finetuning.datasets import TextClassifier, TextClassifierDataset
-from llm_finetuning.models import ModelParams, ModelSpec, load_tokenizer
-from llm_finetuning.resolvers import package_path
+from llm_finetuning.models import ModelParams
+from tests.conftest import demo_tokenizer
 
 LABEL_NAMES = ["negative", "positive"]
 MAX_LENGTH = 64
@@ -25,13 +25,7 @@ def model_params(max_length: int = MAX_LENGTH, **truncation: object) -> ModelPar
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    spec = ModelSpec(
-        source="config",
-        name_or_path=None,
-        tokenizer_name_or_path=package_path("demo_data/tokenizer"),
-        max_length=MAX_LENGTH,
-    )
-    return load_tokenizer(spec)
+    return demo_tokenizer(max_length=MAX_LENGTH)
 
 
 def tiny_classifier(tokenizer, seed: int = 0) -> TextClassifier:
